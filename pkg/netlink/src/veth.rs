@@ -1,0 +1,149 @@
+//! Container-side link helpers every veth-based plugin (bridge, ptp) shares, after the
+//! reference's `pkg/ip` (`SetupVeth`, `DelLinkByNameAddr`).
+
+use std::os::fd::BorrowedFd;
+
+use ipnetwork::IpNetwork;
+
+use crate::{Error, Link, LinkRef, Netlink, Result, VethSpec, random_veth_name};
+
+/// Random host names that collide are retried this many times (reference `makeVeth`).
+pub const VETH_NAME_ATTEMPTS: usize = 10;
+
+/// What [`create_veth_pair`] makes.
+pub struct VethPair {
+    /// The host end, in `host`'s namespace, named `veth` + 8 hex characters.
+    pub host: Link,
+    /// The container end, named as asked, in the container namespace.
+    pub container: Link,
+}
+
+/// Creates a veth pair through `host` with the container end `ifname` born directly in
+/// `peer_ns` (no move, no rename), and looks both ends up (`ctr` is a handle inside
+/// `peer_ns`).
+///
+/// # Errors
+/// `ifname` already exists in the container (Go's wording), or the kernel refuses.
+pub fn create_veth_pair(
+    host: &mut dyn Netlink,
+    ctr: &mut dyn Netlink,
+    peer_ns: BorrowedFd<'_>,
+    ifname: &str,
+    mtu: Option<u32>,
+    mac: Option<[u8; 6]>,
+) -> Result<VethPair> {
+    for _ in 0..VETH_NAME_ATTEMPTS {
+        let name = random_veth_name();
+        let spec = VethSpec {
+            name: name.clone(),
+            peer_name: ifname.to_string(),
+            peer_ns: Some(peer_ns),
+            mtu,
+            peer_mac: mac,
+        };
+        match host.create_veth(&spec) {
+            Ok(()) => {
+                let host_end = host.get_link(&LinkRef::from(name.as_str()))?;
+                let container = ctr.get_link(&LinkRef::from(ifname))?;
+                return Ok(VethPair {
+                    host: host_end,
+                    container,
+                });
+            }
+            // EEXIST: either the container name is taken (final) or the random host name.
+            Err(e) if e.is_exists() => {
+                if ctr.get_link(&LinkRef::from(ifname)).is_ok() {
+                    return Err(Error::new(
+                        format!("creating veth {name}"),
+                        e.errno(),
+                        format!(
+                            "container veth name {ifname:?} peer provided ({name:?}) already exists"
+                        ),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::new(
+        "creating veth",
+        None,
+        "failed to find a free host veth name",
+    ))
+}
+
+/// Deletes the link `ifname`, returning its universe-scope addresses (for the teardown of
+/// rules that name them); `None` when there is no such link (DEL may run twice).
+///
+/// # Errors
+/// The lookup or the deletion fails for another reason than "not found".
+pub fn del_link_by_name_addr(nl: &mut dyn Netlink, ifname: &str) -> Result<Option<Vec<IpNetwork>>> {
+    let link = match nl.get_link(&LinkRef::from(ifname)) {
+        Ok(link) => link,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let addrs = nl.addrs(Some(link.index), None)?;
+    match nl.del_link(link.index) {
+        Err(e) if !e.is_not_found() => return Err(e),
+        _ => {}
+    }
+    Ok(Some(
+        addrs
+            .iter()
+            .filter(|a| a.scope == 0)
+            .map(|a| a.address)
+            .collect(),
+    ))
+}
+
+/// [`del_link_by_name_addr`] inside `ns`, through a socket opened there for this one
+/// deletion: how DEL removes the container interface (veth, macvlan, ipvlan, ...).
+///
+/// # Errors
+/// The namespace cannot be entered, or the lookup or deletion fails for another reason
+/// than "not found".
+pub fn del_link_in(ns: &rcni_netns::NetNs, ifname: &str) -> Result<Option<Vec<IpNetwork>>> {
+    let mut nl = ns
+        .run(crate::RealNetlink::new)
+        .map_err(|e| Error::from_io(format!("entering netns {}", ns.path().display()), &e))??;
+    del_link_by_name_addr(&mut nl, ifname)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FakeNetlink;
+
+    #[test]
+    fn taken_container_name_is_reported_with_go_wording() {
+        let (mut host, mut ctr) = FakeNetlink::pair();
+        ctr.seed_link("eth0", Some("veth"));
+        let ns = std::fs::File::open("/proc/thread-self/ns/net").expect("own netns");
+        let e = create_veth_pair(
+            &mut host,
+            &mut ctr,
+            std::os::fd::AsFd::as_fd(&ns),
+            "eth0",
+            None,
+            None,
+        )
+        .err()
+        .expect("eth0 exists");
+        assert!(
+            e.to_string()
+                .contains("container veth name \"eth0\" peer provided"),
+            "{e}"
+        );
+        assert!(e.is_exists());
+    }
+
+    #[test]
+    fn deleting_a_missing_link_is_none() {
+        let mut nl = FakeNetlink::new();
+        assert_eq!(
+            del_link_by_name_addr(&mut nl, "eth0").expect("not an error"),
+            None
+        );
+    }
+}
