@@ -1,0 +1,3 @@
+fn main() {
+    rcni_skel::run(&rcni_portmap::Portmap)
+}
