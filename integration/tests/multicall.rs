@@ -141,14 +141,13 @@ fn run_list(dir: &Path, doc: &Value, caps: &Value, gateway: &str) -> Run {
     let mut links_after_del = host.links();
     links_after_del.retain(|l| !links_before.contains(l) && !l.starts_with("cni-"));
     let net = doc["name"].as_str().unwrap_or_default();
-    let run = Run {
+    Run {
         result: normalise(&result, pod.path(), &host.data_dir),
         rules_after_add,
         rules_after_del: netfilter(&host),
         links_after_del,
         reservations_after_del: host.reservations(net),
-    };
-    run
+    }
 }
 
 fn same_in_both_layouts(doc: &Value, caps: &Value, gateway: &str) -> Run {
