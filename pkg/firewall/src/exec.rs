@@ -42,9 +42,14 @@ thread_local! {
 }
 
 /// Processes this thread has started through [`run`]; tests pin the count per operation.
-#[cfg(test)]
 pub(crate) fn spawned_on_this_thread() -> usize {
     SPAWNED.with(Cell::get)
+}
+
+/// Counts processes that a helper thread started on behalf of this one (see
+/// [`spawned_on_this_thread`]), so an operation's count does not depend on its threads.
+pub(crate) fn credit_spawns(n: usize) {
+    SPAWNED.with(|c| c.set(c.get() + n));
 }
 
 /// Directories searched for a tool: `PATH`, then [`FALLBACK_DIRS`].

@@ -283,29 +283,58 @@ pub fn forward(kind: Option<&str>, command: Command, req: &Request) -> Result<()
 }
 
 /// DEL of a plugin whose attachment is one interface in the container plus an IPAM
-/// allocation (macvlan, ipvlan, vlan, dummy): IPAM's DEL (when `kind` is set) runs to
-/// completion first, since a DHCP client releases its lease through the interface; then
-/// the interface CNI_IFNAME is deleted. Already gone is success: no
-/// netns, a netns that no longer exists, no such interface. Both steps always run.
+/// allocation (macvlan, ipvlan, vlan, dummy, tap): [`del_container_interface_and`] with
+/// nothing else to tear down.
 ///
 /// # Errors
-/// Every failure: IPAM's own error, unchanged, and the interface's deletion (Go's
-/// wording, "failed to delete \"eth0\": ...").
+/// As [`del_container_interface_and`].
 pub fn del_container_interface(kind: Option<&str>, req: &Request) -> Result<()> {
+    del_container_interface_and(kind, req, |_| Ok(()))
+}
+
+/// DEL of an attachment that is one interface in the container plus an IPAM allocation
+/// and host-side state (bridge and ptp: masquerade rules, the MAC spoof check). Every
+/// step runs even when an earlier one failed:
+/// 1. IPAM's DEL (when `kind` is set), to completion: a DHCP client releases its lease
+///    through the interface;
+/// 2. the interface CNI_IFNAME is looked up and its deletion started on a thread of its
+///    own (the kernel's answer waits out an RCU grace period);
+/// 3. meanwhile `teardown` runs with the interface's addresses (empty when it is gone),
+///    so its firewall transactions wait out their grace periods at the same time;
+/// 4. the deletion is waited for.
+///
+/// Already gone is success: no netns, a netns that no longer exists, no such interface.
+///
+/// # Errors
+/// Every failure: IPAM's own error, unchanged, the interface's deletion (Go's wording,
+/// "failed to delete \"eth0\": ...") and `teardown`'s.
+pub fn del_container_interface_and(
+    kind: Option<&str>,
+    req: &Request,
+    teardown: impl FnOnce(Vec<IpNetwork>) -> Result<()>,
+) -> Result<()> {
     let mut errors = rcni_skel::Errors::default();
-    // IPAM first, to completion: a DHCP client releases its lease through the interface.
     errors.note(forward(kind, Command::Del, req));
+    let failed = |e: rcni_netlink::Error| {
+        Error::internal(format!("failed to delete {:?}: {e}", req.ifname))
+    };
+    let mut deletion = None;
+    let mut addresses = Vec::new();
     match req.open_netns_if_exists() {
-        Ok(Some(ns)) => {
-            if let Err(e) = rcni_netlink::del_link_in(&ns, &req.ifname) {
-                errors.note::<()>(Err(Error::internal(format!(
-                    "failed to delete {:?}: {e}",
-                    req.ifname
-                ))));
+        Ok(Some(ns)) => match rcni_netlink::start_del_link_in(&ns, &req.ifname) {
+            Ok(Some((addrs, started))) => {
+                addresses = addrs;
+                deletion = Some(started);
             }
-        }
+            Ok(None) => {}
+            Err(e) => errors.note::<()>(Err(failed(e))),
+        },
         Ok(None) => {}
         Err(e) => errors.note::<()>(Err(e)),
+    }
+    errors.note(teardown(addresses));
+    if let Some(deletion) = deletion {
+        errors.note(deletion.wait().map_err(failed));
     }
     errors.into_result()
 }

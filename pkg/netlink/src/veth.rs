@@ -104,10 +104,65 @@ pub fn del_link_by_name_addr(nl: &mut dyn Netlink, ifname: &str) -> Result<Optio
 /// The namespace cannot be entered, or the lookup or deletion fails for another reason
 /// than "not found".
 pub fn del_link_in(ns: &rcni_netns::NetNs, ifname: &str) -> Result<Option<Vec<IpNetwork>>> {
+    let Some((addrs, deletion)) = start_del_link_in(ns, ifname)? else {
+        return Ok(None);
+    };
+    deletion.wait()?;
+    Ok(Some(addrs))
+}
+
+/// A link deletion under way on a thread of its own (see [`start_del_link_in`]).
+#[must_use = "a deletion's outcome is known only from wait()"]
+pub struct Deletion(std::thread::JoinHandle<Result<()>>);
+
+impl Deletion {
+    /// Waits for the kernel to finish the deletion; "not found" counts as done.
+    ///
+    /// # Errors
+    /// The kernel refused the deletion.
+    pub fn wait(self) -> Result<()> {
+        self.0
+            .join()
+            .unwrap_or_else(|_| Err(Error::new("deleting a link", None, "the thread panicked")))
+    }
+}
+
+/// Looks `ifname` up inside `ns`, takes its universe-scope addresses and starts deleting
+/// it on a thread of its own, so the caller can do other teardown meanwhile: the kernel
+/// answers a link deletion only after an RCU grace period (~15 ms here, most of a DEL),
+/// and a firewall transaction that deletes rules waits out one of its own. `None` when
+/// there is no such link.
+///
+/// # Errors
+/// The namespace cannot be entered, the lookup fails for another reason than "not
+/// found", or the thread cannot be started.
+pub fn start_del_link_in(
+    ns: &rcni_netns::NetNs,
+    ifname: &str,
+) -> Result<Option<(Vec<IpNetwork>, Deletion)>> {
+    // The socket is opened inside `ns` and stays bound to it on any thread.
     let mut nl = ns
         .run(crate::RealNetlink::new)
         .map_err(|e| Error::from_io(format!("entering netns {}", ns.path().display()), &e))??;
-    del_link_by_name_addr(&mut nl, ifname)
+    let link = match nl.get_link(&LinkRef::from(ifname)) {
+        Ok(link) => link,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let addrs = nl
+        .addrs(Some(link.index), None)?
+        .iter()
+        .filter(|a| a.scope == 0)
+        .map(|a| a.address)
+        .collect();
+    let thread = std::thread::Builder::new()
+        .name("del-link".into())
+        .spawn(move || match nl.del_link(link.index) {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        })
+        .map_err(|e| Error::from_io("starting the link deletion", &e))?;
+    Ok(Some((addrs, Deletion(thread))))
 }
 
 #[cfg(test)]

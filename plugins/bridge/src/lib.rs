@@ -11,7 +11,6 @@ mod config;
 mod setup;
 mod vlan;
 
-use rcni_netns::NetNs;
 use rcni_skel::{Command, Errors, Plugin, Request};
 use rcni_types::{Error, Result, ResultExt, Success};
 
@@ -30,48 +29,41 @@ impl Plugin for Bridge {
         setup::add(&conf, req, &netns, &mut host, &mut ctr)
     }
 
-    /// In the reference's order, every step tried even when an earlier one failed:
+    /// Every step tried even when an earlier one failed:
     /// 1. IPAM, to completion before the interface goes (a DHCP client releases its
     ///    lease through it; the reference's bridge deletes the link first and cannot);
-    /// 2. the container interface (its addresses are remembered for step 4);
-    /// 3. the MAC spoof check;
-    /// 4. masquerade rules, from the interface's addresses and prevResult, or by the
-    ///    attachment's chain name when neither is left, so they go even when the namespace
-    ///    is already gone (the reference leaks them: plugins#810).
+    /// 2. the container interface: its addresses are remembered and its deletion runs on
+    ///    a thread of its own ([`rcni_ipam::del_container_interface_and`]) while
+    /// 3. the MAC spoof check and
+    /// 4. the masquerade rules go: found from the interface's addresses and prevResult,
+    ///    or by the attachment's chain name when neither is left, so they go even when
+    ///    the namespace is already gone (the reference leaks them: plugins#810).
     fn del(&self, req: &Request) -> Result<()> {
         let conf = Conf::parse(req)?;
-        let mut errors = Errors::default();
-
-        // IPAM first, to completion: a DHCP lease is released through the interface.
-        errors.note(rcni_ipam::forward(conf.ipam.as_deref(), Command::Del, req));
-
-        let mut addresses = Vec::new();
-        match req.open_netns_if_exists() {
-            Ok(Some(ns)) => errors.note(delete_container_link(&ns, &req.ifname, &mut addresses)),
-            Ok(None) => {}
-            Err(e) => errors.note::<()>(Err(e)),
-        }
-        if conf.mac_spoof_check {
-            errors.note(
-                rcni_firewall::SpoofCheck::teardown(&req.container_id, &req.ifname)
-                    .or_internal(|| "tearing down the MAC spoof check".into()),
-            );
-        }
-        if conf.ip_masq {
-            if let Ok(Some(prev)) = req.prev_result() {
-                addresses.extend(prev.ips.iter().map(|ip| ip.address));
+        rcni_ipam::del_container_interface_and(conf.ipam.as_deref(), req, |mut addresses| {
+            let mut errors = Errors::default();
+            if conf.mac_spoof_check {
+                errors.note(
+                    rcni_firewall::SpoofCheck::teardown(&req.container_id, &req.ifname)
+                        .or_internal(|| "tearing down the MAC spoof check".into()),
+                );
             }
-            errors.note(
-                rcni_firewall::teardown_addresses(
-                    &conf.network,
-                    &req.container_id,
-                    &req.ifname,
-                    addresses,
-                )
-                .or_internal(|| "tearing down ipMasq".into()),
-            );
-        }
-        errors.into_result()
+            if conf.ip_masq {
+                if let Ok(Some(prev)) = req.prev_result() {
+                    addresses.extend(prev.ips.iter().map(|ip| ip.address));
+                }
+                errors.note(
+                    rcni_firewall::teardown_addresses(
+                        &conf.network,
+                        &req.container_id,
+                        &req.ifname,
+                        addresses,
+                    )
+                    .or_internal(|| "tearing down ipMasq".into()),
+                );
+            }
+            errors.into_result()
+        })
     }
 
     fn check(&self, req: &Request) -> Result<()> {
@@ -109,16 +101,3 @@ impl Plugin for Bridge {
     }
 }
 
-/// Deletes the container end of the veth (the host end goes with it), recording its
-/// addresses. A missing link is success: DEL may run more than once.
-fn delete_container_link(
-    ns: &NetNs,
-    ifname: &str,
-    addresses: &mut Vec<ipnetwork::IpNetwork>,
-) -> Result<()> {
-    let mut ctr = rcni_ipam::container_netlink(ns)?;
-    let deleted = rcni_netlink::del_link_by_name_addr(&mut ctr, ifname)
-        .map_err(|e| Error::internal(format!("failed to delete {ifname:?}: {e}")))?;
-    addresses.extend(deleted.unwrap_or_default());
-    Ok(())
-}

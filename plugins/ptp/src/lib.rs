@@ -29,46 +29,29 @@ impl Plugin for Ptp {
         setup::add(&conf, req, &netns, &mut host, &mut ctr)
     }
 
-    /// Every step tried even when an earlier one failed, in the reference's order:
-    /// 1. IPAM (its process starts first and runs while the kernel deletes the veth, which
-    ///    takes most of a DEL; it is waited for after step 2);
-    /// 2. the container interface (its addresses are remembered for step 3);
-    /// 3. masquerade rules, from the interface's addresses and prevResult, or by the
-    ///    attachment's chain name when neither is left, so they go even when the namespace
-    ///    is already gone (the reference leaks them then: plugins#810).
+    /// Every step tried even when an earlier one failed: IPAM, then the container
+    /// interface, whose deletion in the kernel overlaps the removal of the masquerade
+    /// rules ([`rcni_ipam::del_container_interface_and`]). The rules are found from the
+    /// interface's addresses and prevResult, or by the attachment's chain name when
+    /// neither is left, so they go even when the namespace is already gone (the reference
+    /// leaks them then: plugins#810).
     fn del(&self, req: &Request) -> Result<()> {
         let conf = Conf::decode(req)?;
-        let mut errors = Errors::default();
-
-        // IPAM first, to completion: a DHCP lease is released through the interface.
-        errors.note(rcni_ipam::forward(Some(&conf.ipam), Command::Del, req));
-        let mut addresses = Vec::new();
-        match req.open_netns_if_exists() {
-            Ok(Some(ns)) => match rcni_netlink::del_link_in(&ns, &req.ifname) {
-                Ok(deleted) => addresses.extend(deleted.unwrap_or_default()),
-                Err(e) => errors.note::<()>(Err(Error::internal(format!(
-                    "failed to delete {:?}: {e}",
-                    req.ifname
-                )))),
-            },
-            Ok(None) => {}
-            Err(e) => errors.note::<()>(Err(e)),
-        }
-        if conf.ip_masq {
+        rcni_ipam::del_container_interface_and(Some(&conf.ipam), req, |mut addresses| {
+            if !conf.ip_masq {
+                return Ok(());
+            }
             if let Ok(Some(prev)) = req.prev_result() {
                 addresses.extend(prev.ips.iter().map(|ip| ip.address));
             }
-            errors.note(
-                rcni_firewall::teardown_addresses(
-                    &conf.network,
-                    &req.container_id,
-                    &req.ifname,
-                    addresses,
-                )
-                .or_internal(|| "tearing down ipMasq".into()),
-            );
-        }
-        errors.into_result()
+            rcni_firewall::teardown_addresses(
+                &conf.network,
+                &req.container_id,
+                &req.ifname,
+                addresses,
+            )
+            .or_internal(|| "tearing down ipMasq".into())
+        })
     }
 
     /// The reference's CHECK: IPAM's CHECK, then the container interface of `prevResult`

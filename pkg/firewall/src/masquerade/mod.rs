@@ -248,19 +248,44 @@ pub fn gc_all(network: &str, keep: &[(String, String)]) -> Result<()> {
     on_both_backends(|m| m.gc(network, keep))
 }
 
-fn on_both_backends(op: impl Fn(&dyn Masquerade) -> Result<()>) -> Result<()> {
-    let errors = [Backend::Iptables, Backend::Nftables]
-        .into_iter()
-        .filter_map(|b| match op(masquerade(b).as_ref()) {
-            Ok(()) => None,
-            // Like the reference, a backend the host cannot use at all holds no rules, so its
-            // failure is not ours to report (a host without nf_tables still has DEL succeed).
-            // Probed only after a failure, so the usual case starts no extra process.
-            Err(e) if e.kind() != ErrorKind::InvalidConfig && !usable(b) => None,
-            Err(e) => Some(e),
-        })
-        .collect();
-    Error::collect(errors)
+/// Runs `op` on both backends at once, the nftables one on a second thread: each waits
+/// for its own tool, and a transaction that deletes rules waits out an RCU grace period
+/// in the kernel before its tool exits. The thread starts in the calling thread's network
+/// namespace, so its tools do too.
+fn on_both_backends(op: impl Fn(&dyn Masquerade) -> Result<()> + Sync) -> Result<()> {
+    let on = |b: Backend| match op(masquerade(b).as_ref()) {
+        Ok(()) => None,
+        // Like the reference, a backend the host cannot use at all holds no rules, so its
+        // failure is not ours to report (a host without nf_tables still has DEL succeed).
+        // Probed only after a failure, so the usual case starts no extra process.
+        Err(e) if e.kind() != ErrorKind::InvalidConfig && !usable(b) => None,
+        Err(e) => Some(e),
+    };
+    let (iptables, nftables) = std::thread::scope(|s| {
+        let nftables = std::thread::Builder::new()
+            .name("nftables".into())
+            .spawn_scoped(s, || {
+                let failure = on(Backend::Nftables);
+                (failure, exec::spawned_on_this_thread())
+            });
+        let iptables = on(Backend::Iptables);
+        let nftables = match nftables {
+            Ok(thread) => match thread.join() {
+                Ok((failure, spawned)) => {
+                    exec::credit_spawns(spawned);
+                    failure
+                }
+                Err(_) => Some(Error::new(
+                    ErrorKind::ToolFailed,
+                    "the nftables thread panicked",
+                )),
+            },
+            // No thread to be had: one after the other.
+            Err(_) => on(Backend::Nftables),
+        };
+        (iptables, nftables)
+    });
+    Error::collect(iptables.into_iter().chain(nftables).collect())
 }
 
 /// Whether `backend` can talk to the kernel, probed like `utils.SupportsIPTables` (read a
