@@ -15,8 +15,9 @@ layout=separate
 if [ "${1:-}" = --multicall ]; then layout=multicall; shift; fi
 
 scripts/deps.sh
+source scripts/target.sh
 cargo build --release --bins
-release=target/x86_64-unknown-linux-gnu/release
+release=$RELEASE_DIR
 plugins=$("$release/cni" --list)
 
 dir=$(mktemp -d /tmp/rcni-bench.XXXXXX)

@@ -7,5 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+source scripts/target.sh
 cargo build --release --bins --examples
-exec target/x86_64-unknown-linux-gnu/release/examples/demo
+exec "$RELEASE_DIR/examples/demo"

@@ -22,7 +22,8 @@ while [ $# -gt 0 ]; do
     *) echo "install: unknown option $1" >&2; exit 2 ;;
   esac
 done
-release=target/x86_64-unknown-linux-gnu/release
+source scripts/target.sh
+release=$RELEASE_DIR
 [ "$build" = 1 ] && cargo build --release --bins
 [ -x "$release/cni" ] || { echo "install: $release/cni is missing: build first" >&2; exit 1; }
 

@@ -8,7 +8,7 @@
 #   -p, --package PKG  the package whose test binaries run (default: rcni-integration)
 #   -t, --timeout SECS whole-run limit, boot included (default 600, or $RCNI_VM_TIMEOUT)
 #   --build-release    run `cargo build --release --bins` first (done anyway when
-#                      target/x86_64-unknown-linux-gnu/release has no binaries)
+#                      target/<triple>/release has no binaries)
 #   -h, --help
 # Example: scripts/vm-test.sh vm_smoke -- --include-ignored
 # Environment: RCNI_VM_TIMEOUT, RCNI_VM_MEMORY (MiB, default 1024), RCNI_VM_TEST_THREADS
@@ -42,7 +42,8 @@ HELPERS=$ROOT/scripts/vm
 VM_DIR=$ROOT/target/vm
 KERNEL_DIR=$VM_DIR/kernel
 BASE_CPIO=$VM_DIR/base.cpio
-RELEASE_DIR=$ROOT/target/x86_64-unknown-linux-gnu/release
+# shellcheck source=scripts/target.sh
+source "$ROOT/scripts/target.sh"
 VM_BIN_DIR=/rcni/bin
 
 TIMEOUT=${RCNI_VM_TIMEOUT:-600}

@@ -2,8 +2,8 @@
 //! a runtime does (env + stdin, a conflist run plugin by plugin with `prevResult`), with
 //! the "host" itself a throwaway namespace so nothing outside the test is touched.
 //!
-//! Binaries come from `RCNI_BIN_DIR`, or `target/x86_64-unknown-linux-gnu/release`
-//! (built by `scripts/test.sh`). The Go reference plugins are in `/usr/lib/cni`.
+//! Binaries come from `RCNI_BIN_DIR`, or `target/<triple>/release` for the triple these
+//! tests are built for (built by `scripts/test.sh`). The Go reference plugins are in `/usr/lib/cni`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +25,12 @@ pub fn our_plugins() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("integration/ has a parent");
-    let dir = root.join("target/x86_64-unknown-linux-gnu/release");
+    let triple = if cfg!(target_env = "musl") {
+        "x86_64-unknown-linux-musl"
+    } else {
+        "x86_64-unknown-linux-gnu"
+    };
+    let dir = root.join("target").join(triple).join("release");
     assert!(
         dir.join("bridge").is_file(),
         "{} has no release binaries: run scripts/test.sh (or cargo build --release) first",

@@ -295,29 +295,38 @@ pub fn del_container_interface(kind: Option<&str>, req: &Request) -> Result<()> 
 /// DEL of an attachment that is one interface in the container plus an IPAM allocation
 /// and host-side state (bridge and ptp: masquerade rules, the MAC spoof check). Every
 /// step runs even when an earlier one failed:
-/// 1. IPAM's DEL (when `kind` is set), to completion: a DHCP client releases its lease
-///    through the interface;
+/// 1. IPAM's DEL (when `kind` is set) is started. The dhcp IPAM runs to completion here:
+///    its daemon releases the lease through the interface. Any other IPAM (host-local,
+///    static, a third-party store) keeps running while the next steps go on;
 /// 2. the interface CNI_IFNAME is looked up and its deletion started on a thread of its
-///    own (the kernel's answer waits out an RCU grace period);
+///    own: the kernel answers a link deletion only after an RCU grace period;
 /// 3. meanwhile `teardown` runs with the interface's addresses (empty when it is gone),
 ///    so its firewall transactions wait out their grace periods at the same time;
-/// 4. the deletion is waited for.
+/// 4. IPAM and the deletion are waited for.
 ///
 /// Already gone is success: no netns, a netns that no longer exists, no such interface.
 ///
 /// # Errors
-/// Every failure: IPAM's own error, unchanged, the interface's deletion (Go's wording,
-/// "failed to delete \"eth0\": ...") and `teardown`'s.
+/// Every failure, IPAM's first and unchanged, then the interface's deletion (Go's
+/// wording, "failed to delete \"eth0\": ...") and `teardown`'s.
 pub fn del_container_interface_and(
     kind: Option<&str>,
     req: &Request,
     teardown: impl FnOnce(Vec<IpNetwork>) -> Result<()>,
 ) -> Result<()> {
-    let mut errors = rcni_skel::Errors::default();
-    errors.note(forward(kind, Command::Del, req));
-    let failed = |e: rcni_netlink::Error| {
-        Error::internal(format!("failed to delete {:?}: {e}", req.ifname))
-    };
+    let mut ipam_result = Ok(());
+    let mut ipam_running = None;
+    match kind {
+        Some(DHCP) => ipam_result = forward(kind, Command::Del, req),
+        Some(kind) => match Delegate::find(kind, req).and_then(|d| d.start(Command::Del, req)) {
+            Ok(running) => ipam_running = Some(running),
+            Err(e) => ipam_result = Err(e),
+        },
+        None => {}
+    }
+    let mut others = rcni_skel::Errors::default();
+    let failed =
+        |e: rcni_netlink::Error| Error::internal(format!("failed to delete {:?}: {e}", req.ifname));
     let mut deletion = None;
     let mut addresses = Vec::new();
     match req.open_netns_if_exists() {
@@ -327,17 +336,27 @@ pub fn del_container_interface_and(
                 deletion = Some(started);
             }
             Ok(None) => {}
-            Err(e) => errors.note::<()>(Err(failed(e))),
+            Err(e) => others.note::<()>(Err(failed(e))),
         },
         Ok(None) => {}
-        Err(e) => errors.note::<()>(Err(e)),
+        Err(e) => others.note::<()>(Err(e)),
     }
-    errors.note(teardown(addresses));
+    others.note(teardown(addresses));
+    if let Some(running) = ipam_running {
+        ipam_result = running.wait().map(|_| ());
+    }
     if let Some(deletion) = deletion {
-        errors.note(deletion.wait().map_err(failed));
+        others.note(deletion.wait().map_err(failed));
     }
+    let mut errors = rcni_skel::Errors::default();
+    errors.note(ipam_result);
+    errors.note(others.into_result());
     errors.into_result()
 }
+
+/// The IPAM whose DEL needs the interface still there (its daemon releases the lease
+/// through it).
+const DHCP: &str = "dhcp";
 
 /// The gateway of the first address of a family: where routes without `gw` go.
 #[must_use]

@@ -25,7 +25,7 @@ pub mod sysctl;
 pub const THREAD_SELF_NETNS: &str = "/proc/thread-self/ns/net";
 
 /// `NS_GET_NSTYPE` (`_IO(0xb7, 0x3)`, linux/nsfs.h): which kind of namespace an nsfs file is.
-const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
 
 /// An open network namespace: the namespace file (which keeps it alive) and its path.
 #[derive(Debug)]

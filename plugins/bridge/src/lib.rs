@@ -100,4 +100,3 @@ impl Plugin for Bridge {
         errors.into_result()
     }
 }
-
