@@ -14,11 +14,15 @@
 
 mod attach;
 
+mod check;
+mod masq;
 pub use attach::{
     check_ifname, container_netlink, container_result, default_route_interface, delete_host_link,
     enable_neighbour_notify, ensure_ifname_free, find_master, master_mtu, master_side,
     open_attachment, undo_link,
 };
+pub use check::{Wording, check_container_link};
+pub use masq::{add_masquerade, del_masquerade};
 
 use std::cell::RefCell;
 use std::net::IpAddr;

@@ -40,7 +40,7 @@ impl Plugin for Bridge {
     ///    the namespace is already gone (the reference leaks them: plugins#810).
     fn del(&self, req: &Request) -> Result<()> {
         let conf = Conf::parse(req)?;
-        rcni_ipam::del_container_interface_and(conf.ipam.as_deref(), req, |mut addresses| {
+        rcni_ipam::del_container_interface_and(conf.ipam.as_deref(), req, |addresses| {
             let mut errors = Errors::default();
             if conf.mac_spoof_check {
                 errors.note(
@@ -49,18 +49,7 @@ impl Plugin for Bridge {
                 );
             }
             if conf.ip_masq {
-                if let Ok(Some(prev)) = req.prev_result() {
-                    addresses.extend(prev.ips.iter().map(|ip| ip.address));
-                }
-                errors.note(
-                    rcni_firewall::teardown_addresses(
-                        &conf.network,
-                        &req.container_id,
-                        &req.ifname,
-                        addresses,
-                    )
-                    .or_internal(|| "tearing down ipMasq".into()),
-                );
+                errors.note(rcni_ipam::del_masquerade(&conf.network, req, addresses));
             }
             errors.into_result()
         })

@@ -4,7 +4,6 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
-use rcni_firewall::MasqueradeRule;
 use rcni_ipam::{Allocation, Dad};
 use rcni_netlink::{BridgePortSpec, BridgeSpec, Link, LinkRef, Netlink, format_mac};
 use rcni_netns::{NetNs, sysctl};
@@ -175,7 +174,13 @@ fn add_links<'a>(
                 )?;
             }
             if conf.ip_masq {
-                masquerade(conf, req, &result, rollback)?;
+                rcni_ipam::add_masquerade(
+                    &conf.network,
+                    conf.ip_masq_backend.as_deref(),
+                    req,
+                    &result,
+                    rollback,
+                )?;
             }
         }
         None if !conf.disable_container_interface => {
@@ -396,31 +401,6 @@ fn ensure_gateway_address(
         host.set_mac(bridge.index, mac)
             .or_internal(|| format!("could not set {}'s mac", bridge.name))?;
     }
-    Ok(())
-}
-
-fn masquerade<'a>(
-    conf: &'a Conf,
-    req: &'a Request,
-    result: &Success,
-    rollback: &mut Rollback<'a>,
-) -> Result<()> {
-    let rules = MasqueradeRule::for_addresses(
-        &conf.network,
-        &req.container_id,
-        &req.ifname,
-        result.ips.iter().map(|ip| ip.address),
-    );
-    let backend = rcni_firewall::backend(conf.ip_masq_backend.as_deref())
-        .or_internal(|| "choosing the ipMasq backend".into())?;
-    rcni_firewall::masquerade(backend)
-        .add(&rules)
-        .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))?;
-    let undo = rules.clone();
-    rollback.push(move || {
-        rcni_firewall::teardown_container(&conf.network, &req.container_id, &req.ifname, &undo)
-            .or_internal(|| "removing ipMasq rules".into())
-    });
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //! and routes. The link and the allocation are undone if a later step fails.
 
 use rcni_ipam::{Allocation, Dad};
-use rcni_netlink::{DummySpec, Link, LinkRef, Netlink, format_mac};
+use rcni_netlink::{DummySpec, Link, LinkRef, Netlink};
 use rcni_netns::NetNs;
 use rcni_skel::{Command, Plugin, Request, Rollback};
 use rcni_types::{Error, Interface, Result, Success};
@@ -149,32 +149,12 @@ fn configure(
 /// # Errors
 /// The first thing that differs from `prev`, in the reference's wording.
 pub fn check(iface: &Interface, prev: &Success, ctr: &mut dyn Netlink) -> Result<()> {
-    if iface.name.is_empty() {
-        return Err(Error::internal(
-            "Container interface name missing in prevResult: ",
-        ));
-    }
-    let link = ctr
-        .get_link(&LinkRef::from(iface.name.as_str()))
-        .map_err(|_| {
-            Error::internal(format!(
-                "Container Interface name in prevResult: {} not found",
-                iface.name
-            ))
-        })?;
-    if link.kind.as_deref() != Some("dummy") {
-        return Err(Error::internal(format!(
-            "Error: Container interface {} not of type dummy",
-            link.name
-        )));
-    }
-    let mac = link.mac.map(format_mac).unwrap_or_default();
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&mac) {
-        return Err(Error::internal(format!(
-            "Interface {} Mac {} doesn't match container Mac: {mac}",
-            iface.name, iface.mac
-        )));
-    }
+    let link = rcni_ipam::check_container_link(
+        ctr,
+        iface,
+        Some(("dummy", "dummy")),
+        rcni_ipam::Wording::GO,
+    )?;
     if !link.up {
         return Err(Error::internal(format!("Interface {} is down", iface.name)));
     }

@@ -10,7 +10,7 @@
 use std::os::fd::BorrowedFd;
 
 use rcni_ipam::{Allocation, Dad};
-use rcni_netlink::{Link, LinkRef, Netlink, format_mac, parse_mac};
+use rcni_netlink::{Link, LinkRef, Netlink, parse_mac};
 use rcni_netns::NetNs;
 use rcni_skel::{Request, Rollback};
 use rcni_types::{Error, Interface, Result, ResultExt, Success};
@@ -349,30 +349,11 @@ pub fn move_out(s: &mut Sides<'_>, ifname: &str) -> Result<()> {
 /// # Errors
 /// The first thing that differs from `prev`, in the reference's wording.
 pub fn check(iface: &Interface, prev: &Success, ctr: &mut dyn Netlink) -> Result<()> {
-    if iface.name.is_empty() {
-        return Err(Error::internal(
-            "Container interface name missing in prevResult: ",
-        ));
-    }
-    let link = ctr
-        .get_link(&LinkRef::from(iface.name.as_str()))
-        .map_err(|_| {
-            Error::internal(format!(
-                "Container Interface name in prevResult: {} not found",
-                iface.name
-            ))
-        })?;
+    let link = rcni_ipam::check_container_link(ctr, iface, None, rcni_ipam::Wording::GO)?;
     if iface.sandbox.is_empty() {
         return Err(Error::internal(format!(
             "Error: Container interface {} should not be in host namespace",
             link.name
-        )));
-    }
-    let mac = link.mac.map(format_mac).unwrap_or_default();
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&mac) {
-        return Err(Error::internal(format!(
-            "Interface {} Mac {} doesn't match container Mac: {mac}",
-            iface.name, iface.mac
         )));
     }
     rcni_ipam::check_interface(ctr, &link, prev)
@@ -391,6 +372,7 @@ mod tests {
     use super::*;
     use crate::config::tests::request;
     use crate::sysfs::tests::tree;
+    use rcni_netlink::format_mac;
 
     /// Host, temporary and container namespaces of one fake model, with an fd standing
     /// for each (bound, so moves land where the real ones would).

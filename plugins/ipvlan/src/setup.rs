@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 
 use rcni_ipam::{Allocation, Dad, master_mtu, master_side};
-use rcni_netlink::{IpvlanSpec, Link, LinkData, LinkRef, Netlink, format_mac};
+use rcni_netlink::{IpvlanSpec, Link, LinkData, Netlink};
 use rcni_netns::NetNs;
 use rcni_skel::{Request, Rollback};
 use rcni_types::{Error, Interface, Result, ResultExt, Success};
@@ -119,25 +119,12 @@ pub fn check(
         let nl = master_side(conf.link_in_container, host, ctr);
         rcni_ipam::find_master(nl, Some(name))?;
     }
-    if iface.name.is_empty() {
-        return Err(Error::internal(
-            "Container interface name missing in prevResult: ",
-        ));
-    }
-    let link = ctr
-        .get_link(&LinkRef::from(iface.name.as_str()))
-        .map_err(|_| {
-            Error::internal(format!(
-                "Container Interface name in prevResult: {} not found",
-                iface.name
-            ))
-        })?;
-    if link.kind.as_deref() != Some("ipvlan") {
-        return Err(Error::internal(format!(
-            "Error: Container interface {} not of type ipvlan",
-            link.name
-        )));
-    }
+    let link = rcni_ipam::check_container_link(
+        ctr,
+        iface,
+        Some(("ipvlan", "ipvlan")),
+        rcni_ipam::Wording::GO,
+    )?;
     let data = ctr
         .link_data(link.index)
         .or_internal(|| format!("reading the ipvlan mode of {}", link.name))?;
@@ -148,13 +135,6 @@ pub fn check(
             "Container IPVlan mode {} does not match expected value: {}",
             mode_name(mode),
             mode_name(conf.mode)
-        )));
-    }
-    let mac = link.mac.map(format_mac).unwrap_or_default();
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&mac) {
-        return Err(Error::internal(format!(
-            "Interface {} Mac {} doesn't match container Mac: {mac}",
-            iface.name, iface.mac
         )));
     }
     rcni_ipam::check_interface(ctr, &link, prev)

@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 
 use rcni_ipam::{Allocation, Dad};
-use rcni_netlink::{Link, LinkData, LinkRef, MacvlanSpec, Netlink, format_mac};
+use rcni_netlink::{Link, LinkData, LinkRef, MacvlanSpec, Netlink};
 use rcni_netns::NetNs;
 use rcni_skel::{Request, Rollback};
 use rcni_types::{Error, Interface, Result, ResultExt, Success};
@@ -138,40 +138,18 @@ fn add_link<'a>(
 /// mode with the result's MAC, and carries the result's addresses and routes. Go's
 /// wording.
 pub fn check(conf: &Conf, ctr: &mut dyn Netlink, iface: &Interface, prev: &Success) -> Result<()> {
-    if iface.name.is_empty() {
-        return Err(Error::internal(
-            "container interface name missing in prevResult: ",
-        ));
-    }
-    let link = ctr
-        .get_link(&LinkRef::from(iface.name.as_str()))
-        .map_err(|_| {
-            Error::internal(format!(
-                "container Interface name in prevResult: {} not found",
-                iface.name
-            ))
-        })?;
-    let mode = match ctr.link_data(link.index) {
-        Ok(LinkData::Macvlan { mode }) if link.kind.as_deref() == Some("macvlan") => mode,
-        _ => {
-            return Err(Error::internal(format!(
-                "error: Container interface {} not of type macvlan",
-                link.name
-            )));
-        }
+    let wording = rcni_ipam::Wording {
+        prefix: "",
+        lower_case: true,
     };
-    if mode != conf.mode {
+    let link = rcni_ipam::check_container_link(ctr, iface, Some(("macvlan", "macvlan")), wording)?;
+    if let Ok(LinkData::Macvlan { mode }) = ctr.link_data(link.index)
+        && mode != conf.mode
+    {
         return Err(Error::internal(format!(
             "container macvlan mode {} does not match expected value: {}",
             mode_name(mode),
             mode_name(conf.mode)
-        )));
-    }
-    let mac = link.mac.map(format_mac).unwrap_or_default();
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&mac) {
-        return Err(Error::internal(format!(
-            "interface {} Mac {} doesn't match container Mac: {mac}",
-            iface.name, iface.mac
         )));
     }
     rcni_ipam::check_interface(ctr, &link, prev)

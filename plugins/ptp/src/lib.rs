@@ -10,7 +10,6 @@
 mod config;
 mod setup;
 
-use rcni_netlink::{LinkRef, Netlink};
 use rcni_skel::{Command, Errors, Plugin, Request};
 use rcni_types::{Error, Result, ResultExt, Success};
 
@@ -37,20 +36,12 @@ impl Plugin for Ptp {
     /// leaks them then: plugins#810).
     fn del(&self, req: &Request) -> Result<()> {
         let conf = Conf::decode(req)?;
-        rcni_ipam::del_container_interface_and(Some(&conf.ipam), req, |mut addresses| {
-            if !conf.ip_masq {
-                return Ok(());
+        rcni_ipam::del_container_interface_and(Some(&conf.ipam), req, |addresses| {
+            if conf.ip_masq {
+                rcni_ipam::del_masquerade(&conf.network, req, addresses)
+            } else {
+                Ok(())
             }
-            if let Ok(Some(prev)) = req.prev_result() {
-                addresses.extend(prev.ips.iter().map(|ip| ip.address));
-            }
-            rcni_firewall::teardown_addresses(
-                &conf.network,
-                &req.container_id,
-                &req.ifname,
-                addresses,
-            )
-            .or_internal(|| "tearing down ipMasq".into())
         })
     }
 
@@ -89,13 +80,4 @@ impl Plugin for Ptp {
         }
         errors.into_result()
     }
-}
-
-/// The interface `name` in `nl`'s namespace, with Go's CHECK wording when it is missing.
-fn container_link(nl: &mut dyn Netlink, name: &str) -> Result<rcni_netlink::Link> {
-    nl.get_link(&LinkRef::from(name)).map_err(|_| {
-        Error::internal(format!(
-            "ptp: Container Interface name in prevResult: {name} not found"
-        ))
-    })
 }

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use ipnetwork::IpNetwork;
-use rcni_firewall::MasqueradeRule;
 use rcni_ipam::{Allocation, Dad};
 use rcni_netlink::{Link, LinkRef, Netlink, RouteSpec, format_mac, scope};
 use rcni_netns::{NetNs, sysctl};
@@ -113,7 +112,13 @@ fn add_links<'a>(
     configure_container(netns, ctr, &ctr_veth, &result, &gateways)?;
     configure_host(host, &host_veth, &gateways)?;
     if conf.ip_masq {
-        masquerade(conf, req, &result, rollback)?;
+        rcni_ipam::add_masquerade(
+            &conf.network,
+            conf.ip_masq_backend.as_deref(),
+            req,
+            &result,
+            rollback,
+        )?;
     }
     if let Some(dns) = &conf.dns {
         result.dns = dns.clone();
@@ -245,53 +250,14 @@ fn configure_host(
     Ok(())
 }
 
-fn masquerade<'a>(
-    conf: &'a Conf,
-    req: &'a Request,
-    result: &Success,
-    rollback: &mut Rollback<'a>,
-) -> Result<()> {
-    let rules = MasqueradeRule::for_addresses(
-        &conf.network,
-        &req.container_id,
-        &req.ifname,
-        result.ips.iter().map(|ip| ip.address),
-    );
-    let backend = rcni_firewall::backend(conf.ip_masq_backend.as_deref())
-        .or_internal(|| "choosing the ipMasq backend".into())?;
-    rcni_firewall::masquerade(backend)
-        .add(&rules)
-        .map_err(|e| Error::internal(format!("failed to set up IP masquerade: {e}")))?;
-    let undo = rules.clone();
-    rollback.push(move || {
-        rcni_firewall::teardown_container(&conf.network, &req.container_id, &req.ifname, &undo)
-            .or_internal(|| "removing ipMasq rules".into())
-    });
-    Ok(())
-}
-
 /// CHECK inside the container: `iface` (from `prevResult`) is a veth here with the
 /// result's MAC, and carries the result's addresses and routes. Go's wording.
 pub fn check(ctr: &mut dyn Netlink, iface: &Interface, prev: &Success) -> Result<()> {
-    if iface.name.is_empty() {
-        return Err(Error::internal(
-            "Container interface name missing in prevResult: ",
-        ));
-    }
-    let link = crate::container_link(ctr, &iface.name)?;
-    if link.kind.as_deref() != Some("veth") {
-        return Err(Error::internal(format!(
-            "Error: Container interface {} not of type veth/p2p",
-            link.name
-        )));
-    }
-    let mac = mac_of(&link);
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&mac) {
-        return Err(Error::internal(format!(
-            "ptp: Interface {} Mac {} doesn't match container Mac: {mac}",
-            iface.name, iface.mac
-        )));
-    }
+    let wording = rcni_ipam::Wording {
+        prefix: "ptp: ",
+        lower_case: false,
+    };
+    let link = rcni_ipam::check_container_link(ctr, iface, Some(("veth", "veth/p2p")), wording)?;
     rcni_ipam::check_interface(ctr, &link, prev)
 }
 

@@ -205,21 +205,7 @@ fn configure(
 /// # Errors
 /// The first thing that differs from `prev`, in the reference's wording.
 pub fn check(iface: &Interface, prev: &Success, ctr: &mut dyn Netlink) -> Result<()> {
-    let link = ctr
-        .get_link(&LinkRef::from(iface.name.as_str()))
-        .map_err(|_| {
-            Error::internal(format!(
-                "Container Interface name in prevResult: {} not found",
-                iface.name
-            ))
-        })?;
-    let mac = link.mac.map(rcni_netlink::format_mac).unwrap_or_default();
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&mac) {
-        return Err(Error::internal(format!(
-            "Interface {} Mac {} doesn't match container Mac: {mac}",
-            iface.name, iface.mac
-        )));
-    }
+    let link = rcni_ipam::check_container_link(ctr, iface, None, rcni_ipam::Wording::GO)?;
     rcni_ipam::check_interface(ctr, &link, prev)
 }
 

@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 
 use rcni_ipam::{Allocation, Dad, master_mtu, master_side};
-use rcni_netlink::{Link, LinkData, LinkRef, Netlink, VlanSpec, format_mac};
+use rcni_netlink::{Link, LinkData, Netlink, VlanSpec};
 use rcni_netns::NetNs;
 use rcni_skel::{Request, Rollback};
 use rcni_types::{Error, Interface, Result, ResultExt, Success};
@@ -106,32 +106,11 @@ pub fn check(
     ctr: &mut dyn Netlink,
 ) -> Result<()> {
     find_master(conf, master_side(conf.link_in_container, host, ctr))?;
-    if iface.name.is_empty() {
-        return Err(Error::internal(
-            "Container interface name missing in prevResult: ",
-        ));
-    }
-    let link = ctr
-        .get_link(&LinkRef::from(iface.name.as_str()))
-        .map_err(|_| {
-            Error::internal(format!(
-                "vlan: Container Interface name in prevResult: {} not found",
-                iface.name
-            ))
-        })?;
-    if link.kind.as_deref() != Some("vlan") {
-        return Err(Error::internal(format!(
-            "Error: Container interface {} not of type vlan",
-            link.name
-        )));
-    }
-    let mac = link.mac.map(format_mac).unwrap_or_default();
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&mac) {
-        return Err(Error::internal(format!(
-            "vlan: Interface {} Mac {} doesn't match container Mac: {mac}",
-            iface.name, iface.mac
-        )));
-    }
+    let wording = rcni_ipam::Wording {
+        prefix: "vlan: ",
+        lower_case: false,
+    };
+    let link = rcni_ipam::check_container_link(ctr, iface, Some(("vlan", "vlan")), wording)?;
     let data = ctr
         .link_data(link.index)
         .or_internal(|| format!("reading the VLAN id of {}", link.name))?;
