@@ -78,6 +78,19 @@ fn trimmed(data: &[u8]) -> &[u8] {
     }
 }
 
+/// The content of the small file `name` in the directory `dir`: one read when it fits
+/// the buffer, as a reservation file always does.
+fn read_small(dir: &File, name: &std::ffi::OsStr) -> std::io::Result<Vec<u8>> {
+    let fd = nix::fcntl::openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut buf = [0u8; 256];
+    let n = nix::unistd::read(&fd, &mut buf)?;
+    let mut data = buf[..n].to_vec();
+    if n == buf.len() {
+        File::from(fd).read_to_end(&mut data)?;
+    }
+    Ok(data)
+}
+
 fn io_error(op: &str, path: &Path, e: &std::io::Error) -> Error {
     Error::internal(format!("{op} {}: {}", path.display(), os_text(e)))
 }
@@ -183,18 +196,17 @@ impl HostLocalStore {
             };
             let mut entries: Vec<_> = entries.filter_map(std::result::Result::ok).collect();
             entries.sort_by_key(fs::DirEntry::file_name);
+            // Every ADD reads every reservation (Go's GetByID does too), so each file
+            // costs three system calls: openat relative to the directory, one read, close.
+            let Ok(dir_fd) = File::open(dir) else {
+                return;
+            };
             for entry in entries {
-                let path = entry.path();
                 match entry.file_type() {
-                    Ok(t) if t.is_dir() => visit(&path, out),
+                    Ok(t) if t.is_dir() => visit(&entry.path(), out),
                     Ok(_) => {
-                        // Reservation files are tiny: skip fs::read's size probe.
-                        let mut data = Vec::with_capacity(64);
-                        if File::open(&path)
-                            .and_then(|mut f| f.read_to_end(&mut data))
-                            .is_ok()
-                        {
-                            out.push((path, data));
+                        if let Ok(data) = read_small(&dir_fd, &entry.file_name()) {
+                            out.push((entry.path(), data));
                         }
                     }
                     Err(_) => {}
