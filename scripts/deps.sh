@@ -3,7 +3,8 @@
 # iproute2, iptables, nftables, ping, dnsmasq (the DHCP server of the dhcp tests), the Go
 # reference plugins (the interop peers in
 # /usr/lib/cni), Go and libcni's sources (the libcni test driver), qemu, busybox and cpio
-# (the VM test bed, scripts/vm-test.sh), strace and time (for the benchmark). Installs
+# (the VM test bed, scripts/vm-test.sh), strace and time (for the benchmark), firewalld
+# with a D-Bus daemon and busctl (the firewall plugin's firewalld backend). Installs
 # nothing already present.
 set -euo pipefail
 need=()
@@ -21,6 +22,9 @@ have busybox || need+=(busybox-static)
 have cpio || need+=(cpio)
 [ -x /usr/bin/strace ] || need+=(strace)
 [ -x /usr/bin/time ] || need+=(time)
+[ -x /usr/sbin/firewalld ] || need+=(firewalld)
+have dbus-daemon || need+=(dbus-daemon)
+have busctl || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
