@@ -4,7 +4,8 @@
 # reference plugins (the interop peers in
 # /usr/lib/cni), Go and libcni's sources (the libcni test driver), qemu, busybox and cpio
 # (the VM test bed, scripts/vm-test.sh), strace and time (for the benchmark), firewalld
-# with a D-Bus daemon and busctl (the firewall plugin's firewalld backend). Installs
+# with a D-Bus daemon and busctl (the firewall plugin's firewalld backend), and
+# systemd-socket-activate (the dhcp daemon started by socket activation). Installs
 # nothing already present.
 set -euo pipefail
 need=()
@@ -24,7 +25,7 @@ have cpio || need+=(cpio)
 [ -x /usr/bin/time ] || need+=(time)
 [ -x /usr/sbin/firewalld ] || need+=(firewalld)
 have dbus-daemon || need+=(dbus-daemon)
-have busctl || need+=(systemd)
+{ have busctl && have systemd-socket-activate; } || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

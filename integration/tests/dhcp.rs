@@ -144,6 +144,30 @@ impl World {
     }
 
     fn start_daemon(&mut self, timeout: &str) {
+        self.spawn_daemon(&[], timeout);
+        // Logged once persisted leases are taken over and requests are served.
+        let log = self.dir.join("daemon.log");
+        wait_for(
+            || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening on")),
+            "the daemon to listen",
+        );
+    }
+
+    /// The daemon started by systemd's socket activation, as a `.socket` unit would:
+    /// `systemd-socket-activate` binds the socket at once and execs the daemon in its own
+    /// process, handing over the listening socket, when the first request arrives.
+    fn start_daemon_activated(&mut self, timeout: &str) {
+        let socket = self.socket();
+        let launcher = [
+            "systemd-socket-activate",
+            "-l",
+            socket.to_str().expect("utf8"),
+        ];
+        self.spawn_daemon(&launcher, timeout);
+        wait_for(|| socket.exists(), "the activation socket");
+    }
+
+    fn spawn_daemon(&mut self, launcher: &[&str], timeout: &str) {
         let _ = std::fs::remove_file(self.dir.join("daemon.log.old"));
         let log = self.dir.join("daemon.log");
         if log.exists() {
@@ -153,7 +177,8 @@ impl World {
         let socket = self.socket();
         let state = self.dir.join("state");
         let pidfile = self.dir.join("daemon.pid");
-        let argv = [
+        let mut argv = launcher.to_vec();
+        argv.extend([
             dhcp.to_str().expect("utf8"),
             "daemon",
             "-socketpath",
@@ -164,13 +189,8 @@ impl World {
             pidfile.to_str().expect("utf8"),
             "-timeout",
             timeout,
-        ];
+        ]);
         self.daemon = Some(Proc::spawn(&self.host, "dhcp daemon", &argv, &log));
-        // Logged once persisted leases are taken over and requests are served.
-        wait_for(
-            || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening on")),
-            "the daemon to listen",
-        );
     }
 
     fn stop_daemon(&mut self) {
@@ -804,5 +824,44 @@ fn our_bridge_del_releases_the_lease() {
         "{:?}\n{}",
         w.leases(),
         w.daemon_log()
+    );
+}
+
+#[test]
+fn a_socket_activated_daemon_serves_through_the_socket_it_is_handed() {
+    if !ready() {
+        return;
+    }
+    let mut w = World::new(9, &[]);
+    w.start_daemon_activated("10s");
+    let log = w.dir.join("daemon.log");
+    assert!(
+        !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening on")),
+        "the daemon starts only with the first request"
+    );
+    let list = Conflist::new(w.conflist("dhcp-activated", &json!({})));
+    let pod = TestNetns::new();
+    let result = list
+        .add(&w.host, &attach("sapod", &pod))
+        .unwrap_or_else(|o| panic!("ADD: {o:?}\n{}", w.daemon_log()));
+    let ip = bare(&ip_of(&result));
+    assert!(ip.starts_with(&w.net), "{ip}");
+    assert_eq!(w.lease_ips(), std::slice::from_ref(&ip), "{}", w.daemon_log());
+    assert!(ping(&pod, &format!("{}.1", w.net)), "pod -> DHCP server");
+    let daemon_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        daemon_log.contains("listening on the socket from systemd"),
+        "{daemon_log}"
+    );
+    list.verb(&w.host, &attach("sapod", &pod), "DEL", Some(&result))
+        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
+    wait_for(|| w.lease_ips().is_empty(), "the lease to be released");
+    // The daemon did not make the socket, so it leaves it to whoever did.
+    if let Some(d) = w.daemon.take() {
+        d.terminate();
+    }
+    assert!(
+        !w.dir.join("daemon.pid").exists(),
+        "the daemon removes its pidfile"
     );
 }
