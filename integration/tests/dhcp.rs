@@ -846,7 +846,12 @@ fn a_socket_activated_daemon_serves_through_the_socket_it_is_handed() {
         .unwrap_or_else(|o| panic!("ADD: {o:?}\n{}", w.daemon_log()));
     let ip = bare(&ip_of(&result));
     assert!(ip.starts_with(&w.net), "{ip}");
-    assert_eq!(w.lease_ips(), std::slice::from_ref(&ip), "{}", w.daemon_log());
+    assert_eq!(
+        w.lease_ips(),
+        std::slice::from_ref(&ip),
+        "{}",
+        w.daemon_log()
+    );
     assert!(ping(&pod, &format!("{}.1", w.net)), "pod -> DHCP server");
     let daemon_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(

@@ -157,35 +157,54 @@ fn ipmasq_nftables_masquerades_the_pod_and_del_removes_the_rules() {
 }
 
 #[test]
-fn ipmasq_snat_uses_the_configured_source_and_exclude_subnets_are_left_alone() {
-    if !ready() {
-        return;
+fn ipmasq_snat_and_exclude_subnets_with_iptables() {
+    if ready() {
+        snat_and_exclude_subnets("iptables");
     }
+}
+
+#[test]
+fn ipmasq_snat_and_exclude_subnets_with_nftables() {
+    if ready() {
+        snat_and_exclude_subnets("nftables");
+    }
+}
+
+/// `snat` makes the outside see the configured source; an excluded subnet is not
+/// masqueraded at all, so it cannot answer.
+fn snat_and_exclude_subnets(backend: &str) {
     let host = Host::new();
     let far = outside(&host);
     let pod = TestNetns::new();
     let net = format!("rcni-im-{}", tag());
-    let snat = json!({"type": "ipmasq", "snat": "198.51.100.77"});
+    let snat = json!({"type": "ipmasq", "snat": "198.51.100.77", "backend": backend});
     let c = Conflist::new(list(
         &net,
         vec![bridge(&host, "rcniim0", "10.88.0.0/24", false), snat],
     ));
     let result = c.add(&host, &at(&pod)).expect("ADD");
-    let nat = host.nat_rules();
-    assert!(
-        nat.iter()
-            .any(|l| l.contains("-j SNAT --to-source 198.51.100.77")),
-        "{nat:?}"
-    );
+    if backend == "iptables" {
+        let nat = host.nat_rules();
+        assert!(
+            nat.iter()
+                .any(|l| l.contains("-j SNAT --to-source 198.51.100.77")),
+            "{nat:?}"
+        );
+    } else {
+        let table = nft_masq(&host);
+        assert!(table.contains("snat ip to 198.51.100.77"), "{table}");
+    }
     assert_eq!(source_seen(&pod, &far).as_deref(), Some("198.51.100.77"));
     c.verb(&host, &at(&pod), "CHECK", Some(&result))
         .expect("CHECK");
     c.verb(&host, &at(&pod), "DEL", Some(&result)).expect("DEL");
     assert!(!host.nat_rules().iter().any(|l| l.contains("CNI-")));
+    assert!(!nft_masq(&host).contains("10.88.0."), "{}", nft_masq(&host));
 
     // The outside network excluded: not masqueraded, so it cannot answer.
     let pod2 = TestNetns::new();
-    let excl = json!({"type": "ipmasq", "excludeSubnets": ["198.51.100.0/24"]});
+    let excl = json!({"type": "ipmasq", "excludeSubnets": ["198.51.100.0/24"],
+                      "backend": backend});
     let c = Conflist::new(list(
         &net,
         vec![bridge(&host, "rcniim0", "10.88.0.0/24", false), excl],
@@ -196,15 +215,22 @@ fn ipmasq_snat_uses_the_configured_source_and_exclude_subnets_are_left_alone() {
         netns: pod2.path(),
     };
     let result = c.add(&host, &at2).expect("ADD");
-    let nat = host.nat_rules();
-    assert!(
-        nat.iter()
-            .any(|l| l.contains("-d 198.51.100.0/24") && l.ends_with("-j ACCEPT")),
-        "{nat:?}"
-    );
+    if backend == "iptables" {
+        let nat = host.nat_rules();
+        assert!(
+            nat.iter()
+                .any(|l| l.contains("-d 198.51.100.0/24") && l.ends_with("-j ACCEPT")),
+            "{nat:?}"
+        );
+    } else {
+        let table = nft_masq(&host);
+        assert!(table.contains("ip daddr != 198.51.100.0/24"), "{table}");
+    }
+    c.verb(&host, &at2, "CHECK", Some(&result)).expect("CHECK");
     assert_eq!(source_seen(&pod2, &far), None);
     c.verb(&host, &at2, "DEL", Some(&result)).expect("DEL");
     assert!(!host.nat_rules().iter().any(|l| l.contains("CNI-")));
+    assert!(!nft_masq(&host).contains("10.88.0."), "{}", nft_masq(&host));
 }
 
 #[test]
@@ -286,7 +312,7 @@ fn ipmasq_del_without_netns_or_prev_result_and_bad_input() {
     for bad in [
         json!({"type": "ipmasq", "backend": "pf"}),
         json!({"type": "ipmasq", "snat": "not-an-ip"}),
-        json!({"type": "ipmasq", "snat": "198.51.100.9", "backend": "nftables"}),
+        json!({"type": "ipmasq", "excludeSubnets": ["198.51.100.0/33"]}),
     ] {
         let out = Conflist::new(list(&net, vec![bad]))
             .verb(&host, &at(&pod), "ADD", Some(&result))

@@ -13,13 +13,12 @@
 //! Keys:
 //! - `backend` (alias `ipMasqBackend`, the bridge's key): `"iptables"` or `"nftables"`;
 //!   unset picks iptables unless only nft is installed, as bridge does.
-//! - `snat` (an IP address): SNAT the addresses of its family to it (`-j SNAT
-//!   --to-source`) instead of masquerading; addresses of the other family are still
-//!   masqueraded.
+//! - `snat` (an IP address): SNAT the addresses of its family to it (iptables `-j SNAT
+//!   --to-source`, nftables `snat ip to`) instead of masquerading; addresses of the other
+//!   family are still masqueraded.
 //! - `excludeSubnets` (list of CIDRs): destinations left alone besides the address's own
-//!   subnet (an ACCEPT each, before the SNAT/MASQUERADE, in the same chain).
-//! - `snat` and `excludeSubnets` need the iptables backend (chosen when `backend` is unset);
-//!   with `backend: "nftables"` they are refused with a config error naming the key.
+//!   subnet (iptables: an ACCEPT each before the SNAT/MASQUERADE, in the same chain;
+//!   nftables: a `daddr !=` match each in the address's rule).
 //!
 //! - ADD: `prevResult` is required and printed unchanged.
 //! - DEL: removes the rules with both backends, by the `prevResult` addresses, or by the
@@ -90,22 +89,8 @@ impl Conf {
             ));
         }
         let requested = raw.backend.or(raw.ip_masq_backend);
-        let extended = snat.is_some() || !exclude.is_empty();
-        let backend = match requested.as_deref() {
-            None if extended => rcni_firewall::Backend::Iptables,
-            r => rcni_firewall::backend(r)
-                .map_err(|e| Error::invalid_config(format!("ipmasq: \"backend\": {e}")))?,
-        };
-        if extended && backend == rcni_firewall::Backend::Nftables {
-            let key = if snat.is_some() {
-                "snat"
-            } else {
-                "excludeSubnets"
-            };
-            return Err(Error::invalid_config(format!(
-                "ipmasq: \"{key}\" needs \"backend\": \"iptables\""
-            )));
-        }
+        let backend = rcni_firewall::backend(requested.as_deref())
+            .map_err(|e| Error::invalid_config(format!("ipmasq: \"backend\": {e}")))?;
         Ok(Conf {
             network: req.net.name.clone(),
             backend,
@@ -247,7 +232,8 @@ mod tests {
             c.exclude,
             vec!["10.9.0.0/16".parse::<IpNetwork>().expect("net")]
         );
-        assert_eq!(c.backend, rcni_firewall::Backend::Iptables);
+        let c = conf(&json!({"snat": "192.0.2.1", "backend": "nftables"})).expect("nft");
+        assert_eq!(c.backend, rcni_firewall::Backend::Nftables);
     }
 
     #[test]
@@ -256,13 +242,6 @@ mod tests {
         assert!(e.msg.contains("\"snat\""), "{}", e.msg);
         let e = conf(&json!({"excludeSubnets": ["10.0.0.0/33"]})).expect_err("excl");
         assert!(e.msg.contains("\"excludeSubnets\""), "{}", e.msg);
-    }
-
-    #[test]
-    fn snat_needs_iptables() {
-        let e = conf(&json!({"snat": "192.0.2.1", "backend": "nftables"})).expect_err("nft");
-        assert_eq!(e.code, Code::InvalidConfig);
-        assert!(e.msg.contains("\"snat\" needs"), "{}", e.msg);
     }
 
     #[test]

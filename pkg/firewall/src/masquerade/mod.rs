@@ -35,11 +35,11 @@ pub struct MasqueradeRule {
     pub ifname: String,
     /// The container address with its prefix, host bits kept, e.g. `10.1.2.3/24`.
     pub address: IpNetwork,
-    /// SNAT to this source instead of masquerading (the ipmasq plugin's `snat`; iptables
-    /// backend only). `None` for bridge and ptp.
+    /// SNAT to this source instead of masquerading, for addresses of its family (the
+    /// ipmasq plugin's `snat`). `None` for bridge and ptp.
     pub snat: Option<IpAddr>,
     /// Further destinations left alone besides the own subnet (the ipmasq plugin's
-    /// `excludeSubnets`; iptables backend only). Empty for bridge and ptp.
+    /// `excludeSubnets`; both backends). Empty for bridge and ptp.
     pub exclude: Vec<IpNetwork>,
 }
 
@@ -68,10 +68,16 @@ impl MasqueradeRule {
         self
     }
 
-    /// True when the rule needs more than plain masquerading of the own subnet.
+    /// The SNAT source for this rule's address, if one of its family was given.
     #[must_use]
-    pub fn is_extended(&self) -> bool {
-        self.snat.is_some() || !self.exclude.is_empty()
+    pub fn snat_of_family(&self) -> Option<IpAddr> {
+        self.snat.filter(|s| s.is_ipv4() == self.ip().is_ipv4())
+    }
+
+    /// The excluded destinations of this rule's address family.
+    pub fn exclude_of_family(&self) -> impl Iterator<Item = &IpNetwork> {
+        let v4 = self.ip().is_ipv4();
+        self.exclude.iter().filter(move |n| n.is_ipv4() == v4)
     }
 
     /// One rule per address of one attachment (what bridge and ptp set up for `ipMasq`).

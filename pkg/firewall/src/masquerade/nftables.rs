@@ -51,14 +51,23 @@ fn protocol(ip: IpAddr) -> &'static str {
     }
 }
 
-/// The rule text the reference passes to knftables for one address.
+/// The rule text the reference passes to knftables for one address; for the ipmasq
+/// plugin, with a `daddr !=` match per excluded subnet and `snat` instead of `masquerade`.
 fn rule_body(rule: &MasqueradeRule) -> String {
     let proto = protocol(rule.ip());
-    format!(
-        "{proto} saddr == {} {proto} daddr != {} masquerade",
+    let mut body = format!(
+        "{proto} saddr == {} {proto} daddr != {}",
         rule.ip(),
         rule.subnet()
-    )
+    );
+    for net in rule.exclude_of_family() {
+        body.push_str(&format!(" {proto} daddr != {net}"));
+    }
+    match rule.snat_of_family() {
+        Some(source) => body.push_str(&format!(" snat {proto} to {source}")),
+        None => body.push_str(" masquerade"),
+    }
+    body
 }
 
 fn comment(rule: &MasqueradeRule) -> String {
@@ -173,31 +182,67 @@ fn delete_listed_batch(rules: &[&ListedRule]) -> Result<Batch> {
 }
 
 /// The right-hand side of the `<proto> <field>` match in a listed rule's expression.
-fn match_right<'a>(expr: &'a Value, field: &str) -> Option<&'a Value> {
-    expr.as_array()?.iter().find_map(|e| {
-        let m = e.get("match")?;
-        let payload = m.get("left")?.get("payload")?;
-        (payload.get("field")?.as_str()? == field).then(|| m.get("right"))?
-    })
+/// The right-hand sides of the `op` matches on payload `field`, in rule order.
+fn matches_of<'a>(expr: &'a Value, field: &str, op: &str) -> Vec<&'a Value> {
+    expr.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let m = e.get("match")?;
+            let payload = m.get("left")?.get("payload")?;
+            let wanted = payload.get("field")?.as_str()? == field
+                && m.get("op").and_then(Value::as_str).unwrap_or("==") == op;
+            wanted.then(|| m.get("right")).flatten()
+        })
+        .collect()
 }
 
-/// Whether a listed rule masquerades `rule`'s address for destinations outside its subnet.
+/// A listed address or prefix (`"10.1.2.3"` or `{"prefix": {"addr", "len"}}`).
+fn network_of(v: &Value) -> Option<IpNetwork> {
+    if let Some(addr) = v.as_str() {
+        return addr.parse::<IpAddr>().ok().map(IpNetwork::from);
+    }
+    let p = v.get("prefix")?;
+    let addr: IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
+    IpNetwork::new(addr, u8::try_from(p.get("len")?.as_u64()?).ok()?).ok()
+}
+
+/// Whether a listed rule masquerades (or SNATs) `rule`'s address for destinations outside
+/// its subnet and its excluded subnets.
 fn matches(listed: &ListedRule, rule: &MasqueradeRule) -> bool {
-    let saddr = match_right(&listed.expr, "saddr")
-        .and_then(Value::as_str)
+    let saddr = matches_of(&listed.expr, "saddr", "==")
+        .first()
+        .and_then(|v| v.as_str())
         .and_then(|s| s.parse::<IpAddr>().ok());
-    let daddr = match_right(&listed.expr, "daddr")
-        .and_then(|v| v.get("prefix"))
-        .and_then(|p| {
-            let addr: IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
-            let len = u8::try_from(p.get("len")?.as_u64()?).ok()?;
-            IpNetwork::new(addr, len).ok()
-        });
-    let masquerades = listed
+    // The own subnet first, then the excluded ones in any order.
+    let daddrs: Vec<Option<IpNetwork>> = matches_of(&listed.expr, "daddr", "!=")
+        .into_iter()
+        .map(network_of)
+        .collect();
+    let Some((first, rest)) = daddrs.split_first() else {
+        return false;
+    };
+    let mut rest = rest.to_vec();
+    rest.sort_unstable();
+    let mut excluded: Vec<Option<IpNetwork>> =
+        rule.exclude_of_family().copied().map(Some).collect();
+    excluded.sort_unstable();
+    let statements = listed
         .expr
         .as_array()
-        .is_some_and(|a| a.iter().any(|e| e.get("masquerade").is_some()));
-    saddr == Some(rule.ip()) && daddr == Some(rule.subnet()) && masquerades
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let acts = match rule.snat_of_family() {
+        Some(source) => statements.iter().any(|e| {
+            e.get("snat")
+                .and_then(|s| s.get("addr"))
+                .and_then(Value::as_str)
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                == Some(source)
+        }),
+        None => statements.iter().any(|e| e.get("masquerade").is_some()),
+    };
+    saddr == Some(rule.ip()) && *first == Some(rule.subnet()) && rest == excluded && acts
 }
 
 fn goes_to_masq_checks(listed: &ListedRule) -> bool {
@@ -214,11 +259,6 @@ fn goes_to_masq_checks(listed: &ListedRule) -> bool {
 impl Masquerade for NftablesMasquerade {
     fn add(&self, rules: &[MasqueradeRule]) -> Result<()> {
         validate_all(rules)?;
-        if rules.iter().any(MasqueradeRule::is_extended) {
-            return Err(crate::error::Error::invalid(
-                "SNAT and excluded subnets need the iptables masquerade backend",
-            ));
-        }
         if rules.is_empty() {
             return Ok(());
         }

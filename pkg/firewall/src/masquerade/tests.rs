@@ -366,6 +366,51 @@ fn nft_add_writes_the_reference_table() {
 }
 
 #[test]
+fn nft_snat_and_excluded_subnets_of_the_family_only() {
+    in_private_netns("nft_snat_and_excluded_subnets_of_the_family_only", || {
+        let nft = masquerade(Backend::Nftables);
+        let extended = |r: MasqueradeRule| {
+            r.with_snat(
+                Some("192.0.2.9".parse().expect("ip")),
+                vec![
+                    "198.51.100.0/24".parse().expect("net"),
+                    "203.0.113.7/32".parse().expect("net"),
+                    "fd00:9::/64".parse().expect("net"),
+                ],
+            )
+        };
+        let rules = [extended(abc_v4()), extended(abc_v6())];
+        nft.add(&rules).expect("add");
+        let c = names::nft_masquerade_comment("podman", "eth0", "abc");
+        let r4 = format!(
+            "ip saddr 10.1.2.2 ip daddr != 10.1.2.0/24 ip daddr != 198.51.100.0/24 \
+             ip daddr != 203.0.113.7 snat ip to 192.0.2.9 comment \"{c}\""
+        );
+        // The IPv4 source is not for IPv6 addresses: they are masqueraded.
+        let r6 = format!(
+            "ip6 saddr fd00:1::2 ip6 daddr != fd00:1::/64 ip6 daddr != fd00:9::/64 \
+             masquerade comment \"{c}\""
+        );
+        assert_eq!(nft_table(), expected_nft(&[&r4, &r6]));
+        nft.check(&rules).expect("check");
+        // A rule that differs only in its exclusions or its source is not ours.
+        let fewer = abc_v4().with_snat(
+            Some("192.0.2.9".parse().expect("ip")),
+            vec!["198.51.100.0/24".parse().expect("net")],
+        );
+        assert_eq!(
+            nft.check(&[fewer]).expect_err("exclusions differ").kind(),
+            ErrorKind::CheckFailed
+        );
+        let other_source = abc_v4().with_snat(Some("192.0.2.10".parse().expect("ip")), vec![]);
+        assert!(nft.check(&[other_source]).is_err(), "source differs");
+        assert!(nft.check(&[abc_v4()]).is_err(), "masquerade is not snat");
+        nft.del(&rules).expect("del");
+        assert_eq!(nft_table(), expected_nft(&[]));
+    });
+}
+
+#[test]
 fn nft_del_without_table_is_success() {
     in_private_netns("nft_del_without_table_is_success", || {
         let nft = masquerade(Backend::Nftables);
