@@ -87,6 +87,7 @@ pub enum Call {
         peer_in_other_ns: bool,
         mtu: Option<u32>,
         peer_mac: Option<[u8; 6]>,
+        master: Option<u32>,
     },
     EnsureBridge(BridgeSpec),
     CreateMacvlan {
@@ -678,6 +679,7 @@ impl Netlink for FakeNetlink {
             peer_in_other_ns: cross,
             mtu: spec.mtu,
             peer_mac: spec.peer_mac,
+            master: spec.master,
         })?;
         let op = || format!("creating veth {} (peer {})", spec.name, spec.peer_name);
         let (here, there) = (self.ns, self.target(cross));
@@ -690,8 +692,14 @@ impl Netlink for FakeNetlink {
             .check_free(&spec.peer_name)
             .map_err(|e| e.context(op()))?;
         let netnsid = cross.then_some(0);
+        if let Some(master) = spec.master
+            && !world.spaces[here].links.contains_key(&master)
+        {
+            return Err(Error::from_errno(op(), libc::ENODEV));
+        }
         let mut host = new_link(&spec.name, "veth", spec.mtu, mac);
         host.link_netnsid = netnsid;
+        host.master = spec.master;
         let mut peer = new_link(
             &spec.peer_name,
             "veth",
@@ -1272,6 +1280,7 @@ mod tests {
             peer_ns: ns,
             mtu: Some(1400),
             peer_mac: None,
+            master: None,
         }
     }
 
@@ -1298,7 +1307,8 @@ mod tests {
                 peer_name: "eth0".into(),
                 peer_in_other_ns: true,
                 mtu: Some(1400),
-                peer_mac: None
+                peer_mac: None,
+                master: None
             }
         );
         // Deleting the host end removes the peer too.

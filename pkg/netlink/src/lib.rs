@@ -36,8 +36,8 @@ pub use types::{
     LinkData, LinkRef, MacvlanMode, MacvlanSpec, RouteSpec, RuleSpec, VethSpec, VlanSpec, scope,
 };
 pub use veth::{
-    Deletion, VETH_NAME_ATTEMPTS, VethPair, create_veth_pair, del_link_by_name_addr, del_link_in,
-    start_del_link_in,
+    Deletion, PodVeth, VETH_NAME_ATTEMPTS, VethPair, create_veth_pair, del_link_by_name_addr,
+    del_link_in, start_del_link_in,
 };
 
 /// The kernel operations plugins use, on one namespace. Object-safe: `&mut dyn Netlink`.

@@ -247,17 +247,30 @@ impl Netlink for RealNetlink {
     fn ensure_bridge(&mut self, spec: &BridgeSpec) -> Result<Link> {
         let name = &spec.name;
         for attempt in 1..=BRIDGE_ATTEMPTS {
-            match self.create(bridge_message(spec), || format!("could not add {name:?}")) {
-                Ok(()) => {}
-                // Another ADD created it first (or it is not a bridge: checked below).
-                Err(e) if e.is_exists() => {}
-                Err(e) => return Err(e),
-            }
-            let mut link = match self.get_link(&LinkRef::Name(name.clone())) {
-                Ok(link) => link,
-                // A concurrent DEL removed it between our EEXIST and the lookup.
-                Err(e) if e.is_not_found() && attempt < BRIDGE_ATTEMPTS => continue,
+            // Usually the bridge is there: a lookup does not take the kernel's rtnl lock,
+            // which every pod's ADD otherwise queues on (a create that fails with EEXIST
+            // would take it).
+            let found = match self.get_link(&LinkRef::Name(name.clone())) {
+                Ok(link) => Some(link),
+                Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e.context(format!("could not lookup {name:?}"))),
+            };
+            let mut link = match found {
+                Some(link) => link,
+                None => {
+                    match self.create(bridge_message(spec), || format!("could not add {name:?}")) {
+                        Ok(()) => {}
+                        // Another ADD created it first (or it is not a bridge: checked below).
+                        Err(e) if e.is_exists() => {}
+                        Err(e) => return Err(e),
+                    }
+                    match self.get_link(&LinkRef::Name(name.clone())) {
+                        Ok(link) => link,
+                        // A concurrent DEL removed it between our EEXIST and the lookup.
+                        Err(e) if e.is_not_found() && attempt < BRIDGE_ATTEMPTS => continue,
+                        Err(e) => return Err(e.context(format!("could not lookup {name:?}"))),
+                    }
+                }
             };
             if !link.is_bridge() {
                 return Err(Error::new(
@@ -694,6 +707,9 @@ fn new_link(
 pub(crate) fn veth_message(spec: &VethSpec<'_>) -> LinkMessage {
     let peer = new_link(&spec.peer_name, spec.mtu, spec.peer_mac, spec.peer_ns);
     let mut msg = new_link(&spec.name, spec.mtu, None, None);
+    if let Some(master) = spec.master {
+        msg.attributes.push(LinkAttribute::Controller(master));
+    }
     msg.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
@@ -1048,6 +1064,7 @@ mod tests {
             peer_ns: None,
             mtu: Some(1400),
             peer_mac: Some([2, 0, 0, 0, 0, 1]),
+            master: None,
         };
         let msg = veth_message(&spec);
         assert!(

@@ -218,6 +218,9 @@ pub struct VethSpec<'a> {
     pub mtu: Option<u32>,
     /// MAC of the peer end.
     pub peer_mac: Option<[u8; 6]>,
+    /// Master the host end joins at creation (`IFLA_MASTER`, e.g. a bridge): one request
+    /// under the kernel's rtnl lock instead of two.
+    pub master: Option<u32>,
 }
 
 /// A bridge for [`crate::Netlink::ensure_bridge`].

@@ -18,20 +18,39 @@ pub struct VethPair {
     pub container: Link,
 }
 
-/// Creates a veth pair through `host` with the container end `ifname` born directly in
-/// `peer_ns` (no move, no rename), and looks both ends up (`ctr` is a handle inside
-/// `peer_ns`).
+/// The pod's side of a [`create_veth_pair`] and where the host end goes.
+#[derive(Debug, Clone, Copy)]
+pub struct PodVeth<'a> {
+    /// The container namespace, where the container end is born.
+    pub netns: BorrowedFd<'a>,
+    /// The container end's name (CNI_IFNAME).
+    pub ifname: &'a str,
+    /// MTU of both ends.
+    pub mtu: Option<u32>,
+    /// MAC of the container end.
+    pub mac: Option<[u8; 6]>,
+    /// Master the host end is a port of from its creation (bridge).
+    pub master: Option<u32>,
+}
+
+/// Creates a veth pair through `host` with the container end born directly in
+/// `pod.netns` (no move, no rename) and the host end already a port of `pod.master` if
+/// given, and looks both ends up (`ctr` is a handle inside `pod.netns`).
 ///
 /// # Errors
-/// `ifname` already exists in the container (Go's wording), or the kernel refuses.
+/// The container name already exists there (Go's wording), or the kernel refuses.
 pub fn create_veth_pair(
     host: &mut dyn Netlink,
     ctr: &mut dyn Netlink,
-    peer_ns: BorrowedFd<'_>,
-    ifname: &str,
-    mtu: Option<u32>,
-    mac: Option<[u8; 6]>,
+    pod: &PodVeth<'_>,
 ) -> Result<VethPair> {
+    let PodVeth {
+        netns: peer_ns,
+        ifname,
+        mtu,
+        mac,
+        master,
+    } = *pod;
     for _ in 0..VETH_NAME_ATTEMPTS {
         let name = random_veth_name();
         let spec = VethSpec {
@@ -40,6 +59,7 @@ pub fn create_veth_pair(
             peer_ns: Some(peer_ns),
             mtu,
             peer_mac: mac,
+            master,
         };
         match host.create_veth(&spec) {
             Ok(()) => {
@@ -175,16 +195,16 @@ mod tests {
         let (mut host, mut ctr) = FakeNetlink::pair();
         ctr.seed_link("eth0", Some("veth"));
         let ns = std::fs::File::open("/proc/thread-self/ns/net").expect("own netns");
-        let e = create_veth_pair(
-            &mut host,
-            &mut ctr,
-            std::os::fd::AsFd::as_fd(&ns),
-            "eth0",
-            None,
-            None,
-        )
-        .err()
-        .expect("eth0 exists");
+        let pod = PodVeth {
+            netns: std::os::fd::AsFd::as_fd(&ns),
+            ifname: "eth0",
+            mtu: None,
+            mac: None,
+            master: None,
+        };
+        let e = create_veth_pair(&mut host, &mut ctr, &pod)
+            .err()
+            .expect("eth0 exists");
         assert!(
             e.to_string()
                 .contains("container veth name \"eth0\" peer provided"),

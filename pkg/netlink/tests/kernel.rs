@@ -66,6 +66,7 @@ fn veth<'a>(name: &str, peer: &str) -> VethSpec<'a> {
         peer_ns: None,
         mtu: None,
         peer_mac: None,
+        master: None,
     }
 }
 
@@ -127,6 +128,7 @@ fn veth_peer_is_born_in_the_other_namespace() {
         peer_ns: Some(netns.as_fd()),
         mtu: Some(1400),
         peer_mac: Some(mac),
+        master: None,
     })
     .expect("create veth");
 

@@ -96,14 +96,21 @@ fn add_links<'a>(
         rollback.push(move || delete_bridge_if_unused(index, &name));
     }
 
-    let pair =
-        rcni_netlink::create_veth_pair(host, ctr, netns.as_fd(), &req.ifname, conf.mtu, conf.mac)
-            .map_err(|e| Error::internal(format!("failed to set up the veth pair: {e}")))?;
+    // The host end is born a port of the bridge, still down.
+    let pod = rcni_netlink::PodVeth {
+        netns: netns.as_fd(),
+        ifname: &req.ifname,
+        mtu: conf.mtu,
+        mac: conf.mac,
+        master: Some(bridge.index),
+    };
+    let pair = rcni_netlink::create_veth_pair(host, ctr, &pod)
+        .map_err(|e| Error::internal(format!("failed to set up the veth pair: {e}")))?;
     let (host_veth, ctr_veth) = (pair.host, pair.container);
     let (host_index, host_name) = (host_veth.index, host_veth.name.clone());
     // Deleting the host end removes the container end too.
     rollback.push(move || rcni_ipam::delete_host_link(host_index, &host_name));
-    connect_host_port(conf, host, &host_veth, &bridge)?;
+    connect_host_port(conf, host, &host_veth)?;
 
     if conf.mac_spoof_check {
         let check = rcni_firewall::SpoofCheck {
@@ -260,21 +267,11 @@ fn mac_of(link: &Link) -> String {
     link.mac.map(format_mac).unwrap_or_default()
 }
 
-/// Host end: accept_ra off, bridge port (hairpin, isolation, VLANs), up.
-fn connect_host_port(
-    conf: &Conf,
-    host: &mut dyn Netlink,
-    veth: &Link,
-    bridge: &Link,
-) -> Result<()> {
+/// Host end, already a port of the bridge (it was created as one) and still down:
+/// accept_ra off, bridge port settings (hairpin, isolation, VLANs), up.
+fn connect_host_port(conf: &Conf, host: &mut dyn Netlink, veth: &Link) -> Result<()> {
     // A router advertisement on the host end would give the host an address on it.
     let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_ra", veth.name), "0");
-    host.set_master(veth.index, bridge.index).map_err(|e| {
-        Error::internal(format!(
-            "failed to connect {:?} to bridge {}: {e}",
-            veth.name, bridge.name
-        ))
-    })?;
     if conf.hairpin || conf.port_isolation {
         host.set_bridge_port(
             veth.index,

@@ -246,6 +246,7 @@ pub fn ensure_gateway(conf: &Conf, host: &mut dyn Netlink, bridge: &Link) -> Res
             peer_ns: None,
             mtu: Some(bridge.mtu),
             peer_mac: None,
+            master: None,
         };
         match host.create_veth(&spec) {
             Ok(()) => {}
@@ -363,6 +364,7 @@ mod tests {
             peer_ns: None,
             mtu: None,
             peer_mac: None,
+            master: None,
         })
         .expect("veth");
         let p0 = nl.get_link(&"p0".into()).expect("p0");
@@ -492,6 +494,7 @@ mod tests {
             peer_ns: None,
             mtu: None,
             peer_mac: None,
+            master: None,
         })
         .expect("veth");
         let port = nl.get_link(&"p0".into()).expect("p0");

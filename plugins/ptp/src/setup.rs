@@ -60,9 +60,18 @@ fn add_links<'a>(
     rollback: &mut Rollback<'a>,
 ) -> Result<Success> {
     let Attach { conf, req, netns } = *attach;
-    let pair =
-        rcni_netlink::create_veth_pair(host, ctr, netns.as_fd(), &req.ifname, conf.mtu, None)
-            .map_err(|e| Error::internal(format!("failed to make veth pair: {e}")))?;
+    let pair = rcni_netlink::create_veth_pair(
+        host,
+        ctr,
+        &rcni_netlink::PodVeth {
+            netns: netns.as_fd(),
+            ifname: &req.ifname,
+            mtu: conf.mtu,
+            mac: None,
+            master: None,
+        },
+    )
+    .map_err(|e| Error::internal(format!("failed to make veth pair: {e}")))?;
     let (host_veth, ctr_veth) = (pair.host, pair.container);
     let (host_index, host_name) = (host_veth.index, host_veth.name.clone());
     // Deleting the host end removes the container end too.
@@ -425,15 +434,15 @@ mod tests {
         let (host_ns, ctr_ns) = (TestNetns::new(), TestNetns::new());
         let open = |ns: &TestNetns| ns.run(RealNetlink::new).expect("netlink socket");
         let (mut host, mut ctr) = (open(&host_ns), open(&ctr_ns));
-        let pair = rcni_netlink::create_veth_pair(
-            &mut host,
-            &mut ctr,
-            ctr_ns.netns().as_fd(),
-            "eth0",
-            None,
-            None,
-        )
-        .expect("veth pair");
+        let netns = ctr_ns.netns();
+        let pod = rcni_netlink::PodVeth {
+            netns: netns.as_fd(),
+            ifname: "eth0",
+            mtu: None,
+            mac: None,
+            master: None,
+        };
+        let pair = rcni_netlink::create_veth_pair(&mut host, &mut ctr, &pod).expect("veth pair");
         host.set_up(pair.host.index).expect("host end up");
         let mut r = result("eth0");
         r.ips.push(IpConfig::new(
