@@ -318,42 +318,40 @@ pub fn del_container_interface_and(
     req: &Request,
     teardown: impl FnOnce(Vec<IpNetwork>) -> Result<()>,
 ) -> Result<()> {
-    let mut ipam_result = Ok(());
-    let mut ipam_running = None;
-    match kind {
-        Some(DHCP) => ipam_result = forward(kind, Command::Del, req),
-        Some(kind) => match Delegate::find(kind, req).and_then(|d| d.start(Command::Del, req)) {
-            Ok(running) => ipam_running = Some(running),
-            Err(e) => ipam_result = Err(e),
-        },
-        None => {}
-    }
+    // dhcp's daemon releases the lease through the interface, so it finishes first; any
+    // other IPAM is only started here.
+    let ipam = match kind {
+        Some(DHCP) => forward(kind, Command::Del, req).map(|()| None),
+        Some(kind) => Delegate::find(kind, req)
+            .and_then(|d| d.start(Command::Del, req))
+            .map(Some),
+        None => Ok(None),
+    };
     let mut others = rcni_skel::Errors::default();
     let failed =
         |e: rcni_netlink::Error| Error::internal(format!("failed to delete {:?}: {e}", req.ifname));
-    let mut deletion = None;
-    let mut addresses = Vec::new();
-    match req.open_netns_if_exists() {
+    let (addresses, deletion) = match req.open_netns_if_exists() {
         Ok(Some(ns)) => match rcni_netlink::start_del_link_in(&ns, &req.ifname) {
-            Ok(Some((addrs, started))) => {
-                addresses = addrs;
-                deletion = Some(started);
+            Ok(Some((addresses, deletion))) => (addresses, Some(deletion)),
+            Ok(None) => (Vec::new(), None),
+            Err(e) => {
+                others.note::<()>(Err(failed(e)));
+                (Vec::new(), None)
             }
-            Ok(None) => {}
-            Err(e) => others.note::<()>(Err(failed(e))),
         },
-        Ok(None) => {}
-        Err(e) => others.note::<()>(Err(e)),
-    }
+        Ok(None) => (Vec::new(), None),
+        Err(e) => {
+            others.note::<()>(Err(e));
+            (Vec::new(), None)
+        }
+    };
     others.note(teardown(addresses));
-    if let Some(running) = ipam_running {
-        ipam_result = running.wait().map(|_| ());
-    }
     if let Some(deletion) = deletion {
         others.note(deletion.wait().map_err(failed));
     }
+    // IPAM's error first, unchanged.
     let mut errors = rcni_skel::Errors::default();
-    errors.note(ipam_result);
+    errors.note(ipam.and_then(|running| running.map_or(Ok(()), |r| r.wait().map(|_| ()))));
     errors.note(others.into_result());
     errors.into_result()
 }

@@ -98,23 +98,35 @@ pub fn create_veth_pair(
 /// # Errors
 /// The lookup or the deletion fails for another reason than "not found".
 pub fn del_link_by_name_addr(nl: &mut dyn Netlink, ifname: &str) -> Result<Option<Vec<IpNetwork>>> {
+    let Some((index, addrs)) = link_and_addresses(nl, ifname)? else {
+        return Ok(None);
+    };
+    delete_if_there(nl, index)?;
+    Ok(Some(addrs))
+}
+
+/// The index and universe-scope addresses of the link `ifname`; `None` when it is gone.
+fn link_and_addresses(nl: &mut dyn Netlink, ifname: &str) -> Result<Option<(u32, Vec<IpNetwork>)>> {
     let link = match nl.get_link(&LinkRef::from(ifname)) {
         Ok(link) => link,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e),
     };
-    let addrs = nl.addrs(Some(link.index), None)?;
-    match nl.del_link(link.index) {
-        Err(e) if !e.is_not_found() => return Err(e),
-        _ => {}
+    let addrs = nl
+        .addrs(Some(link.index), None)?
+        .iter()
+        .filter(|a| a.scope == 0)
+        .map(|a| a.address)
+        .collect();
+    Ok(Some((link.index, addrs)))
+}
+
+/// Deletes link `index`; already gone counts as done.
+fn delete_if_there(nl: &mut dyn Netlink, index: u32) -> Result<()> {
+    match nl.del_link(index) {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
     }
-    Ok(Some(
-        addrs
-            .iter()
-            .filter(|a| a.scope == 0)
-            .map(|a| a.address)
-            .collect(),
-    ))
 }
 
 /// [`del_link_by_name_addr`] inside `ns`, through a socket opened there for this one
@@ -164,23 +176,12 @@ pub fn start_del_link_in(
     let mut nl = ns
         .run(crate::RealNetlink::new)
         .map_err(|e| Error::from_io(format!("entering netns {}", ns.path().display()), &e))??;
-    let link = match nl.get_link(&LinkRef::from(ifname)) {
-        Ok(link) => link,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+    let Some((index, addrs)) = link_and_addresses(&mut nl, ifname)? else {
+        return Ok(None);
     };
-    let addrs = nl
-        .addrs(Some(link.index), None)?
-        .iter()
-        .filter(|a| a.scope == 0)
-        .map(|a| a.address)
-        .collect();
     let thread = std::thread::Builder::new()
         .name("del-link".into())
-        .spawn(move || match nl.del_link(link.index) {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        })
+        .spawn(move || delete_if_there(&mut nl, index))
         .map_err(|e| Error::from_io("starting the link deletion", &e))?;
     Ok(Some((addrs, Deletion(thread))))
 }
