@@ -522,6 +522,74 @@ fn the_lease_is_renewed_before_it_runs_out() {
     wait_for(|| w.leases().is_empty(), "the release");
 }
 
+/// The path a lease takes when nobody renews it: renewal (unicast, from T1), rebinding
+/// (broadcast, from T2), then expiry, when the daemon sets the interface down as the
+/// reference does; CHECK then says so and DEL still succeeds. dnsmasq's shortest lease is
+/// 2 minutes, so this test waits that long.
+#[test]
+fn a_lease_nobody_renews_expires_and_sets_the_interface_down() {
+    if !ready() {
+        return;
+    }
+    let mut w = World::new(10, &["--dhcp-option=58,3", "--dhcp-option=59,6"]);
+    w.start_daemon("10s");
+    let list = Conflist::new(w.conflist("rcni-dhcp10", &json!({})));
+    let pod = TestNetns::new();
+    let r = list
+        .add(&w.host, &attach("pod1", &pod))
+        .unwrap_or_else(|o| panic!("ADD: {o:?}"));
+    let granted = Instant::now();
+    assert!(link_up(&pod, "eth0"));
+    // The server goes away for good; its lease file keeps the lease until it runs out.
+    if let Some(d) = w.dnsmasq.take() {
+        d.terminate();
+    }
+    let deadline = granted + Duration::from_secs(150);
+    while link_up(&pod, "eth0") {
+        assert!(
+            Instant::now() < deadline,
+            "eth0 still up {} s after the lease was granted\n{}",
+            granted.elapsed().as_secs(),
+            w.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Not before the lease ran out (2 minutes, less the time the ADD took to log).
+    assert!(
+        granted.elapsed() >= Duration::from_secs(115),
+        "set down after {} s\n{}",
+        granted.elapsed().as_secs(),
+        w.daemon_log()
+    );
+    let log = w.daemon_log();
+    assert!(log.contains("expired, setting eth0 down"), "{log}");
+    let err = list
+        .verb(&w.host, &attach("pod1", &pod), "CHECK", Some(&r))
+        .expect_err("CHECK of an expired lease fails");
+    assert!(
+        err.err()["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
+        "{err:?}"
+    );
+    list.verb(&w.host, &attach("pod1", &pod), "DEL", Some(&r))
+        .unwrap_or_else(|o| panic!("DEL after expiry: {o:?}"));
+    let state = std::fs::read_dir(w.dir.join("state"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(state, 0, "DEL forgets the expired lease");
+}
+
+/// Whether `ifname` in `ns` is administratively up.
+fn link_up(ns: &TestNetns, ifname: &str) -> bool {
+    let out = ns.exec(&["ip", "-j", "link", "show", "dev", ifname]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    doc[0]["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "UP"))
+}
+
 #[test]
 fn a_daemon_restart_keeps_the_pods_address_and_its_renewals() {
     if !ready() {
