@@ -1,27 +1,16 @@
-//! [`RealNetlink`]: the facade's operations as rtnetlink messages on a [`RouteSocket`].
+//! [`RealNetlink`]: the facade's operations as rtnetlink messages (built by `codec`) on a
+//! [`RouteSocket`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnetwork::IpNetwork;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
-use netlink_packet_route::link::InfoVrf;
-use netlink_packet_route::link::{
-    AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
-    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, InfoVlan,
-    IpVlanMode, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
-    State,
-};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
-    RouteScope, RouteType,
-};
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use crate::codec::{
+    self as nl, IfAddr, IfInfo, Msg, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, RtMsg, attrs, find,
+};
 use crate::error::{Error, Result};
-use crate::socket::RouteSocket;
+use crate::socket::{Reply, RouteSocket};
 use crate::types::RuleSpec;
 use crate::types::VrfSpec;
 use crate::types::{
@@ -70,7 +59,7 @@ impl RealNetlink {
     /// Sends a change to link `index`; on failure, names the link in `what`.
     fn change_link(
         &mut self,
-        msg: RouteNetlinkMessage,
+        msg: &Msg,
         index: u32,
         what: impl FnOnce(&str) -> String,
     ) -> Result<()> {
@@ -83,39 +72,31 @@ impl RealNetlink {
         }
     }
 
-    fn set_flag(&mut self, index: u32, flag: LinkFlags, on: bool, what: &str) -> Result<()> {
-        let mut msg = link_header(index);
-        msg.header.change_mask = flag;
-        if on {
-            msg.header.flags = flag;
-        }
-        self.change_link(RouteNetlinkMessage::SetLink(msg), index, |n| {
-            format!("setting {n} {what}")
-        })
+    fn set_flag(&mut self, index: u32, flag: u32, on: bool, what: &str) -> Result<()> {
+        let header = IfInfo {
+            flags: if on { flag } else { 0 },
+            change: flag,
+            ..IfInfo::index(index)
+        };
+        let msg = Msg::link(nl::RTM_SETLINK, header);
+        self.change_link(&msg, index, |n| format!("setting {n} {what}"))
     }
 
-    fn set_attr(&mut self, index: u32, attr: LinkAttribute, what: String) -> Result<()> {
-        let mut msg = link_header(index);
-        msg.attributes.push(attr);
-        self.change_link(RouteNetlinkMessage::SetLink(msg), index, |n| {
-            format!("setting {what} of {n}")
-        })
+    /// RTM_SETLINK of `index` with one attribute that `add` writes.
+    fn set_attr(&mut self, index: u32, add: impl FnOnce(&mut Msg), what: String) -> Result<()> {
+        let mut msg = Msg::link(nl::RTM_SETLINK, IfInfo::index(index));
+        add(&mut msg);
+        self.change_link(&msg, index, |n| format!("setting {what} of {n}"))
     }
 
-    fn create(&mut self, msg: LinkMessage, what: impl FnOnce() -> String) -> Result<()> {
+    fn create(&mut self, msg: &Msg, what: impl FnOnce() -> String) -> Result<()> {
         self.sock
-            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .request(msg, NLM_F_CREATE | NLM_F_EXCL)
             .map(drop)
             .map_err(|e| e.context(what()))
     }
 
-    fn addr_request(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-        index: u32,
-        what: String,
-    ) -> Result<()> {
+    fn addr_request(&mut self, msg: &Msg, flags: u16, index: u32, what: String) -> Result<()> {
         match self.sock.request(msg, flags) {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -127,7 +108,7 @@ impl RealNetlink {
 
     fn route_request(
         &mut self,
-        msg: RouteNetlinkMessage,
+        msg: &Msg,
         flags: u16,
         what: &str,
         route: &RouteSpec,
@@ -139,13 +120,18 @@ impl RealNetlink {
     }
 
     fn dump_routes(&mut self, family: Family, table: u32) -> Result<Vec<RouteSpec>> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = address_family(family);
-        msg.header.kind = RouteType::Unicast;
+        let mut msg = Msg::route(
+            nl::RTM_GETROUTE,
+            RtMsg {
+                family: address_family(family),
+                kind: nl::RTN_UNICAST,
+                ..RtMsg::default()
+            },
+        );
         if table != ALL_TABLES {
-            msg.attributes.push(RouteAttribute::Table(table));
+            msg.u32(nl::RTA_TABLE, table);
         }
-        let replies = match self.sock.dump(&RouteNetlinkMessage::GetRoute(msg)) {
+        let replies = match self.sock.dump(&msg) {
             Ok(replies) => replies,
             // A filtered dump of a table that was never created fails with ENOENT ("FIB
             // table does not exist") instead of returning nothing.
@@ -153,11 +139,9 @@ impl RealNetlink {
             Err(e) => return Err(e.context(format!("listing routes in table {table}"))),
         };
         Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => route_view(&r),
-                _ => None,
-            })
+            .iter()
+            .filter(|m| m.kind == nl::RTM_NEWROUTE)
+            .filter_map(|m| route_view(&m.payload))
             .filter(|r| table == ALL_TABLES || r.table == Some(table))
             .collect())
     }
@@ -165,29 +149,26 @@ impl RealNetlink {
 
 impl Netlink for RealNetlink {
     fn get_link(&mut self, link: &LinkRef) -> Result<Link> {
-        let mut msg = LinkMessage::default();
-        match link {
-            LinkRef::Index(i) => msg.header.index = *i,
-            LinkRef::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.clone())),
-        }
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let replies = self
-            .sock
-            .request(RouteNetlinkMessage::GetLink(msg), 0)
-            .map_err(|e| {
-                if e.errno() == Some(libc::ENODEV) {
-                    Error::link_not_found()
-                } else {
-                    e.context(format!("looking up {link}"))
-                }
-            })?;
+        let mut msg = match link {
+            LinkRef::Index(i) => Msg::link(nl::RTM_GETLINK, IfInfo::index(*i)),
+            LinkRef::Name(n) => {
+                let mut msg = Msg::link(nl::RTM_GETLINK, IfInfo::default());
+                msg.str(nl::IFLA_IFNAME, n);
+                msg
+            }
+        };
+        msg.u32(nl::IFLA_EXT_MASK, nl::RTEXT_FILTER_SKIP_STATS);
+        let replies = self.sock.request(&msg, 0).map_err(|e| {
+            if e.errno() == Some(libc::ENODEV) {
+                Error::link_not_found()
+            } else {
+                e.context(format!("looking up {link}"))
+            }
+        })?;
         replies
-            .into_iter()
-            .find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_view(&l)),
-                _ => None,
-            })
+            .iter()
+            .filter(|m| m.kind == nl::RTM_NEWLINK)
+            .find_map(|m| link_view(&m.payload))
             .ok_or_else(|| {
                 Error::new(
                     format!("looking up {link}"),
@@ -198,48 +179,33 @@ impl Netlink for RealNetlink {
     }
 
     fn links(&mut self) -> Result<Vec<Link>> {
-        let mut msg = LinkMessage::default();
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let mut msg = Msg::link(nl::RTM_GETLINK, IfInfo::default());
+        msg.u32(nl::IFLA_EXT_MASK, nl::RTEXT_FILTER_SKIP_STATS);
         let replies = self
             .sock
-            .dump(&RouteNetlinkMessage::GetLink(msg))
+            .dump(&msg)
             .map_err(|e| e.context("listing links"))?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_view(&l)),
-                _ => None,
-            })
-            .collect())
+        Ok(links_of(&replies).filter_map(link_view).collect())
     }
 
     fn link_data(&mut self, index: u32) -> Result<LinkData> {
-        let mut msg = link_header(index);
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let replies = self
-            .sock
-            .request(RouteNetlinkMessage::GetLink(msg), 0)
-            .map_err(|e| {
-                if e.errno() == Some(libc::ENODEV) {
-                    Error::link_not_found()
-                } else {
-                    e.context(format!("looking up link {index}"))
-                }
-            })?;
-        Ok(replies
-            .iter()
-            .find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_data_of(l)),
-                _ => None,
-            })
-            .unwrap_or(LinkData::Other))
+        let mut msg = Msg::link(nl::RTM_GETLINK, IfInfo::index(index));
+        msg.u32(nl::IFLA_EXT_MASK, nl::RTEXT_FILTER_SKIP_STATS);
+        let replies = self.sock.request(&msg, 0).map_err(|e| {
+            if e.errno() == Some(libc::ENODEV) {
+                Error::link_not_found()
+            } else {
+                e.context(format!("looking up link {index}"))
+            }
+        })?;
+        Ok(links_of(&replies)
+            .next()
+            .map_or(LinkData::Other, link_data_of))
     }
 
     fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
         let msg = veth_message(spec);
-        self.create(msg, || {
+        self.create(&msg, || {
             format!("creating veth {} (peer {})", spec.name, spec.peer_name)
         })
     }
@@ -258,7 +224,7 @@ impl Netlink for RealNetlink {
             let mut link = match found {
                 Some(link) => link,
                 None => {
-                    match self.create(bridge_message(spec), || format!("could not add {name:?}")) {
+                    match self.create(&bridge_message(spec), || format!("could not add {name:?}")) {
                         Ok(()) => {}
                         // Another ADD created it first (or it is not a bridge: checked below).
                         Err(e) if e.is_exists() => {}
@@ -297,52 +263,35 @@ impl Netlink for RealNetlink {
     }
 
     fn create_macvlan(&mut self, spec: &MacvlanSpec<'_>) -> Result<()> {
-        let mode = match spec.mode {
-            MacvlanMode::Private => MacVlanMode::Private,
-            MacvlanMode::Vepa => MacVlanMode::Vepa,
-            MacvlanMode::Bridge => MacVlanMode::Bridge,
-            MacvlanMode::Passthru => MacVlanMode::Passthrough,
-        };
-        let mut msg = new_link(&spec.name, spec.mtu, spec.mac, spec.ns);
-        msg.attributes.push(LinkAttribute::Link(spec.parent));
-        let mut data = vec![InfoMacVlan::Mode(mode)];
-        if let Some(len) = spec.bc_queue_len {
-            data.push(InfoMacVlan::BcQueueLen(len));
-        }
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::MacVlan),
-            LinkInfo::Data(InfoData::MacVlan(data)),
-        ]));
-        self.create(msg, || {
+        let msg = macvlan_message(spec);
+        self.create(&msg, || {
             format!("creating macvlan {} on link {}", spec.name, spec.parent)
         })
     }
 
     fn create_ipvlan(&mut self, spec: &IpvlanSpec<'_>) -> Result<()> {
         let mode = match spec.mode {
-            IpvlanMode::L2 => IpVlanMode::L2,
-            IpvlanMode::L3 => IpVlanMode::L3,
-            IpvlanMode::L3s => IpVlanMode::L3S,
+            IpvlanMode::L2 => nl::IPVLAN_MODE_L2,
+            IpvlanMode::L3 => nl::IPVLAN_MODE_L3,
+            IpvlanMode::L3s => nl::IPVLAN_MODE_L3S,
         };
         let mut msg = new_link(&spec.name, spec.mtu, None, spec.ns);
-        msg.attributes.push(LinkAttribute::Link(spec.parent));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::IpVlan),
-            LinkInfo::Data(InfoData::IpVlan(vec![InfoIpVlan::Mode(mode)])),
-        ]));
-        self.create(msg, || {
+        msg.u32(nl::IFLA_LINK, spec.parent);
+        link_info(&mut msg, "ipvlan", |m| {
+            m.u16(nl::IFLA_IPVLAN_MODE, mode);
+        });
+        self.create(&msg, || {
             format!("creating ipvlan {} on link {}", spec.name, spec.parent)
         })
     }
 
     fn create_vlan(&mut self, spec: &VlanSpec<'_>) -> Result<()> {
         let mut msg = new_link(&spec.name, spec.mtu, None, spec.ns);
-        msg.attributes.push(LinkAttribute::Link(spec.parent));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Vlan),
-            LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(spec.vlan_id)])),
-        ]));
-        self.create(msg, || {
+        msg.u32(nl::IFLA_LINK, spec.parent);
+        link_info(&mut msg, "vlan", |m| {
+            m.u16(nl::IFLA_VLAN_ID, spec.vlan_id);
+        });
+        self.create(&msg, || {
             format!(
                 "creating vlan {} (id {}) on link {}",
                 spec.name, spec.vlan_id, spec.parent
@@ -352,32 +301,31 @@ impl Netlink for RealNetlink {
 
     fn create_dummy(&mut self, spec: &DummySpec<'_>) -> Result<()> {
         let mut msg = new_link(&spec.name, spec.mtu, spec.mac, spec.ns);
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Dummy,
-            )]));
-        self.create(msg, || format!("creating dummy {}", spec.name))
+        let at = msg.begin(nl::IFLA_LINKINFO);
+        msg.str(nl::IFLA_INFO_KIND, "dummy");
+        msg.end(at);
+        self.create(&msg, || format!("creating dummy {}", spec.name))
     }
 
     fn create_vrf(&mut self, spec: &VrfSpec<'_>) -> Result<()> {
         let msg = vrf_message(spec);
-        self.create(msg, || {
+        self.create(&msg, || {
             format!("creating VRF {} (table {})", spec.name, spec.table)
         })
     }
 
     fn set_up(&mut self, index: u32) -> Result<()> {
-        self.set_flag(index, LinkFlags::Up, true, "up")
+        self.set_flag(index, nl::IFF_UP, true, "up")
     }
 
     fn set_down(&mut self, index: u32) -> Result<()> {
-        self.set_flag(index, LinkFlags::Up, false, "down")
+        self.set_flag(index, nl::IFF_UP, false, "down")
     }
 
     fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
-        let mut msg = link_header(index);
-        msg.attributes.push(LinkAttribute::Controller(master));
-        match self.sock.request(RouteNetlinkMessage::SetLink(msg), 0) {
+        let mut msg = Msg::link(nl::RTM_SETLINK, IfInfo::index(index));
+        msg.u32(nl::IFLA_MASTER, master);
+        match self.sock.request(&msg, 0) {
             Ok(_) => Ok(()),
             Err(e) => {
                 let (port, bridge) = (self.describe(index), self.describe(master));
@@ -387,17 +335,31 @@ impl Netlink for RealNetlink {
     }
 
     fn set_nomaster(&mut self, index: u32) -> Result<()> {
-        self.set_attr(index, LinkAttribute::Controller(0), "no master".into())
+        self.set_attr(
+            index,
+            |m| {
+                m.u32(nl::IFLA_MASTER, 0);
+            },
+            "no master".into(),
+        )
     }
 
     fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
-        self.set_attr(index, LinkAttribute::Mtu(mtu), format!("MTU {mtu}"))
+        self.set_attr(
+            index,
+            |m| {
+                m.u32(nl::IFLA_MTU, mtu);
+            },
+            format!("MTU {mtu}"),
+        )
     }
 
     fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
         self.set_attr(
             index,
-            LinkAttribute::Address(mac.to_vec()),
+            |m| {
+                m.attr(nl::IFLA_ADDRESS, &mac);
+            },
             format!("MAC {}", crate::format_mac(mac)),
         )
     }
@@ -405,7 +367,7 @@ impl Netlink for RealNetlink {
     fn set_promisc(&mut self, index: u32, on: bool) -> Result<()> {
         self.set_flag(
             index,
-            LinkFlags::Promisc,
+            nl::IFF_PROMISC,
             on,
             if on { "promiscuous" } else { "not promiscuous" },
         )
@@ -414,7 +376,7 @@ impl Netlink for RealNetlink {
     fn set_allmulti(&mut self, index: u32, on: bool) -> Result<()> {
         self.set_flag(
             index,
-            LinkFlags::Allmulti,
+            nl::IFF_ALLMULTI,
             on,
             if on {
                 "all-multicast"
@@ -427,7 +389,9 @@ impl Netlink for RealNetlink {
     fn set_txqlen(&mut self, index: u32, txqlen: u32) -> Result<()> {
         self.set_attr(
             index,
-            LinkAttribute::TxQueueLen(txqlen),
+            |m| {
+                m.u32(nl::IFLA_TXQLEN, txqlen);
+            },
             format!("transmit queue length {txqlen}"),
         )
     }
@@ -435,7 +399,9 @@ impl Netlink for RealNetlink {
     fn set_name(&mut self, index: u32, name: &str) -> Result<()> {
         self.set_attr(
             index,
-            LinkAttribute::IfName(name.to_string()),
+            |m| {
+                m.str(nl::IFLA_IFNAME, name);
+            },
             format!("name {name}"),
         )
     }
@@ -443,17 +409,17 @@ impl Netlink for RealNetlink {
     fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
         self.set_attr(
             index,
-            LinkAttribute::IfAlias(alias.to_string()),
+            |m| {
+                m.str(nl::IFLA_IFALIAS, alias);
+            },
             format!("alias {alias:?}"),
         )
     }
 
     fn set_ns_fd(&mut self, index: u32, ns: BorrowedFd<'_>) -> Result<()> {
-        let mut msg = link_header(index);
-        msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
-        self.change_link(RouteNetlinkMessage::SetLink(msg), index, |n| {
-            format!("moving {n} to another netns")
-        })
+        let mut msg = Msg::link(nl::RTM_SETLINK, IfInfo::index(index));
+        msg.u32(nl::IFLA_NET_NS_FD, fd_value(ns));
+        self.change_link(&msg, index, |n| format!("moving {n} to another netns"))
     }
 
     fn set_bridge_port(&mut self, index: u32, spec: &BridgePortSpec) -> Result<()> {
@@ -463,14 +429,14 @@ impl Netlink for RealNetlink {
         let msg = bridge_port_message(index, spec);
         // Port options travel as IFLA_INFO_SLAVE_DATA, which only RTM_NEWLINK applies
         // (RTM_SETLINK accepts and ignores them), as `ip link set ... type bridge_slave`.
-        self.change_link(RouteNetlinkMessage::NewLink(msg), index, |n| {
+        self.change_link(&msg, index, |n| {
             format!("setting bridge port options of {n}")
         })
     }
 
     fn bridge_vlan_add(&mut self, index: u32, vid: u16, pvid: bool, untagged: bool) -> Result<()> {
-        let msg = bridge_vlan_message(index, vid, pvid, untagged);
-        self.change_link(RouteNetlinkMessage::SetLink(msg), index, |n| {
+        let msg = bridge_vlan_message(nl::RTM_SETLINK, index, vid, pvid, untagged);
+        self.change_link(&msg, index, |n| {
             format!("adding VLAN {vid} to bridge port {n}")
         })
     }
@@ -478,8 +444,8 @@ impl Netlink for RealNetlink {
     fn bridge_vlan_del(&mut self, index: u32, vid: u16) -> Result<()> {
         // With AF_BRIDGE, RTM_DELLINK removes VLAN entries (rtnl_bridge_dellink), not the
         // link: bridge_vlan_message sets that family.
-        let msg = bridge_vlan_message(index, vid, false, false);
-        self.change_link(RouteNetlinkMessage::DelLink(msg), index, |n| {
+        let msg = bridge_vlan_message(nl::RTM_DELLINK, index, vid, false, false);
+        self.change_link(&msg, index, |n| {
             format!("removing VLAN {vid} from bridge port {n}")
         })
     }
@@ -488,20 +454,20 @@ impl Netlink for RealNetlink {
         // A filtered AF_BRIDGE dump must leave the header's index at 0 under strict
         // checking ("Invalid values in header for bridge link dump request"): every bridge
         // port (and bridge) is listed and the port is picked here.
-        let mut msg = LinkMessage::default();
-        msg.header.interface_family = AddressFamily::Bridge;
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+        let mut msg = Msg::link(
+            nl::RTM_GETLINK,
+            IfInfo {
+                family: nl::AF_BRIDGE,
+                ..IfInfo::default()
+            },
+        );
+        msg.u32(nl::IFLA_EXT_MASK, nl::RTEXT_FILTER_BRVLAN);
         let replies = self
             .sock
-            .dump(&RouteNetlinkMessage::GetLink(msg))
+            .dump(&msg)
             .map_err(|e| e.context(format!("listing bridge VLANs of link {index}")))?;
-        let mut vlans: Vec<BridgeVlan> = replies
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) if l.header.index == index => Some(l),
-                _ => None,
-            })
+        let mut vlans: Vec<BridgeVlan> = links_of(&replies)
+            .filter(|payload| IfInfo::parse(payload).is_some_and(|(h, _)| h.index == index))
             .flat_map(bridge_vlans_of)
             .collect();
         vlans.sort_unstable();
@@ -510,8 +476,8 @@ impl Netlink for RealNetlink {
     }
 
     fn del_link(&mut self, index: u32) -> Result<()> {
-        let msg = link_header(index);
-        match self.sock.request(RouteNetlinkMessage::DelLink(msg), 0) {
+        let msg = Msg::link(nl::RTM_DELLINK, IfInfo::index(index));
+        match self.sock.request(&msg, 0) {
             Ok(_) => Ok(()),
             // Naming a link that is gone would only say "link N".
             Err(e) if e.is_not_found() => Err(e.context(format!("deleting link {index}"))),
@@ -523,9 +489,9 @@ impl Netlink for RealNetlink {
     }
 
     fn add_addr(&mut self, index: u32, addr: IpNetwork) -> Result<()> {
-        let msg = RouteNetlinkMessage::NewAddress(address_message(index, addr));
+        let msg = address_message(nl::RTM_NEWADDR, index, addr);
         self.addr_request(
-            msg,
+            &msg,
             NLM_F_CREATE | NLM_F_EXCL,
             index,
             format!("adding {addr} to"),
@@ -533,9 +499,9 @@ impl Netlink for RealNetlink {
     }
 
     fn replace_addr(&mut self, index: u32, addr: IpNetwork) -> Result<()> {
-        let msg = RouteNetlinkMessage::NewAddress(address_message(index, addr));
+        let msg = address_message(nl::RTM_NEWADDR, index, addr);
         self.addr_request(
-            msg,
+            &msg,
             NLM_F_CREATE | NLM_F_REPLACE,
             index,
             format!("replacing {addr} on"),
@@ -543,43 +509,46 @@ impl Netlink for RealNetlink {
     }
 
     fn del_addr(&mut self, index: u32, addr: IpNetwork) -> Result<()> {
-        let msg = RouteNetlinkMessage::DelAddress(address_message(index, addr));
-        self.addr_request(msg, 0, index, format!("removing {addr} from"))
+        let msg = address_message(nl::RTM_DELADDR, index, addr);
+        self.addr_request(&msg, 0, index, format!("removing {addr} from"))
     }
 
     fn addrs(&mut self, index: Option<u32>, family: Option<Family>) -> Result<Vec<Addr>> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = family.map_or(AddressFamily::Unspec, address_family);
         // With strict checking the kernel filters by index itself.
-        msg.header.index = index.unwrap_or(0);
+        let msg = Msg::addr(
+            nl::RTM_GETADDR,
+            IfAddr {
+                family: family.map_or(nl::AF_UNSPEC, address_family),
+                index: index.unwrap_or(0),
+                ..IfAddr::default()
+            },
+        );
         let replies = self
             .sock
-            .dump(&RouteNetlinkMessage::GetAddress(msg))
+            .dump(&msg)
             .map_err(|e| e.context("listing addresses"))?;
         Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => addr_view(&a),
-                _ => None,
-            })
+            .iter()
+            .filter(|m| m.kind == nl::RTM_NEWADDR)
+            .filter_map(|m| addr_view(&m.payload))
             .filter(|a| index.is_none_or(|i| a.index == i))
             .filter(|a| family.is_none_or(|f| f.matches(&a.address)))
             .collect())
     }
 
     fn add_route(&mut self, route: &RouteSpec) -> Result<()> {
-        let msg = RouteNetlinkMessage::NewRoute(route_message(route, false));
-        self.route_request(msg, NLM_F_CREATE | NLM_F_EXCL, "adding route", route)
+        let msg = route_message(route, false);
+        self.route_request(&msg, NLM_F_CREATE | NLM_F_EXCL, "adding route", route)
     }
 
     fn replace_route(&mut self, route: &RouteSpec) -> Result<()> {
-        let msg = RouteNetlinkMessage::NewRoute(route_message(route, false));
-        self.route_request(msg, NLM_F_CREATE | NLM_F_REPLACE, "replacing route", route)
+        let msg = route_message(route, false);
+        self.route_request(&msg, NLM_F_CREATE | NLM_F_REPLACE, "replacing route", route)
     }
 
     fn del_route(&mut self, route: &RouteSpec) -> Result<()> {
-        let msg = RouteNetlinkMessage::DelRoute(route_message(route, true));
-        self.route_request(msg, 0, "deleting route", route)
+        let msg = route_message(route, true);
+        self.route_request(&msg, 0, "deleting route", route)
     }
 
     fn routes(&mut self, family: Option<Family>, table: Option<u32>) -> Result<Vec<RouteSpec>> {
@@ -594,17 +563,17 @@ impl Netlink for RealNetlink {
     }
 
     fn add_rule(&mut self, rule: &RuleSpec) -> Result<()> {
-        let msg = RouteNetlinkMessage::NewRule(rule_message(rule, false));
+        let msg = rule_message(rule, false);
         self.sock
-            .request(msg, NLM_F_CREATE | NLM_F_EXCL)
+            .request(&msg, NLM_F_CREATE | NLM_F_EXCL)
             .map(drop)
             .map_err(|e| e.context(format!("adding rule {rule}")))
     }
 
     fn del_rule(&mut self, rule: &RuleSpec) -> Result<()> {
-        let msg = RouteNetlinkMessage::DelRule(rule_message(rule, true));
+        let msg = rule_message(rule, true);
         self.sock
-            .request(msg, 0)
+            .request(&msg, 0)
             .map(drop)
             .map_err(|e| e.context(format!("deleting rule {rule}")))
     }
@@ -612,16 +581,23 @@ impl Netlink for RealNetlink {
     fn rules(&mut self, family: Option<Family>) -> Result<Vec<RuleSpec>> {
         let mut rules = Vec::new();
         for f in family.map_or(vec![Family::V4, Family::V6], |f| vec![f]) {
-            let mut msg = RuleMessage::default();
-            msg.header.family = address_family(f);
+            let msg = Msg::route(
+                nl::RTM_GETRULE,
+                RtMsg {
+                    family: address_family(f),
+                    ..RtMsg::default()
+                },
+            );
             let replies = self
                 .sock
-                .dump(&RouteNetlinkMessage::GetRule(msg))
+                .dump(&msg)
                 .map_err(|e| e.context("listing rules"))?;
-            rules.extend(replies.into_iter().filter_map(|m| match m {
-                RouteNetlinkMessage::NewRule(r) => Some(rule_view(&r, f)),
-                _ => None,
-            }));
+            rules.extend(
+                replies
+                    .iter()
+                    .filter(|m| m.kind == nl::RTM_NEWRULE)
+                    .filter_map(|m| rule_view(&m.payload, f)),
+            );
         }
         Ok(rules)
     }
@@ -629,204 +605,273 @@ impl Netlink for RealNetlink {
 
 /// A rule message: `from <src> lookup <table>` with action "to table" on add; a delete
 /// leaves the action unspecified so it matches whatever the rule does.
-fn rule_message(rule: &RuleSpec, delete: bool) -> RuleMessage {
-    let mut msg = RuleMessage::default();
-    msg.header.family = address_family(rule.family);
-    if !delete {
-        msg.header.action = RuleAction::ToTable;
-    }
-    msg.header.table = u8::try_from(rule.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+pub(crate) fn rule_message(rule: &RuleSpec, delete: bool) -> Msg {
+    let kind = if delete {
+        nl::RTM_DELRULE
+    } else {
+        nl::RTM_NEWRULE
+    };
+    let header = RtMsg {
+        family: address_family(rule.family),
+        src_len: rule.src.map_or(0, |s| s.prefix()),
+        table: u8::try_from(rule.table).unwrap_or(nl::RT_TABLE_UNSPEC),
+        kind: if delete { 0 } else { nl::FR_ACT_TO_TBL },
+        ..RtMsg::default()
+    };
+    let mut msg = Msg::route(kind, header);
     if let Some(src) = rule.src {
-        msg.header.src_len = src.prefix();
-        msg.attributes.push(RuleAttribute::Source(src.network()));
+        msg.ip(nl::FRA_SRC, src.network());
     }
-    msg.attributes.push(RuleAttribute::Table(rule.table));
+    msg.u32(nl::FRA_TABLE, rule.table);
     if let Some(p) = rule.priority {
-        msg.attributes.push(RuleAttribute::Priority(p));
+        msg.u32(nl::FRA_PRIORITY, p);
     }
     msg
 }
 
-fn rule_view(msg: &RuleMessage, family: Family) -> RuleSpec {
+fn rule_view(payload: &[u8], family: Family) -> Option<RuleSpec> {
+    let (h, rest) = RtMsg::parse(payload)?;
     let mut rule = RuleSpec {
         family,
         src: None,
-        table: u32::from(msg.header.table),
+        table: u32::from(h.table),
         priority: None,
     };
-    for attr in &msg.attributes {
-        match attr {
-            RuleAttribute::Source(ip) => {
-                rule.src = IpNetwork::new(*ip, msg.header.src_len).ok();
+    for (kind, v) in attrs(rest) {
+        match kind {
+            nl::FRA_SRC => {
+                rule.src = nl::ip_of(v).and_then(|ip| IpNetwork::new(ip, h.src_len).ok())
             }
-            RuleAttribute::Table(t) => rule.table = *t,
-            RuleAttribute::Priority(p) => rule.priority = Some(*p),
+            nl::FRA_TABLE => rule.table = nl::u32_of(v).unwrap_or(rule.table),
+            nl::FRA_PRIORITY => rule.priority = nl::u32_of(v),
             _ => {}
         }
     }
-    rule
+    Some(rule)
 }
 
-fn address_family(family: Family) -> AddressFamily {
+fn address_family(family: Family) -> u8 {
     match family {
-        Family::V4 => AddressFamily::Inet,
-        Family::V6 => AddressFamily::Inet6,
+        Family::V4 => nl::AF_INET,
+        Family::V6 => nl::AF_INET6,
     }
 }
 
-/// An RTM_SETLINK-style message addressing link `index`.
-fn link_header(index: u32) -> LinkMessage {
-    let mut msg = LinkMessage::default();
-    msg.header.index = index;
-    msg
+/// The payloads of the RTM_NEWLINK messages among `replies`.
+fn links_of(replies: &[Reply]) -> impl Iterator<Item = &[u8]> {
+    replies
+        .iter()
+        .filter(|m| m.kind == nl::RTM_NEWLINK)
+        .map(|m| m.payload.as_slice())
 }
 
-/// Common attributes of a link to create.
-fn new_link(
+/// The value the kernel reads from `IFLA_NET_NS_FD`: the descriptor number.
+fn fd_value(ns: BorrowedFd<'_>) -> u32 {
+    u32::try_from(ns.as_raw_fd()).unwrap_or(u32::MAX)
+}
+
+/// The attributes every new link may carry, after its `ifinfomsg`.
+fn link_attrs(
+    msg: &mut Msg,
     name: &str,
     mtu: Option<u32>,
     mac: Option<[u8; 6]>,
     ns: Option<BorrowedFd<'_>>,
-) -> LinkMessage {
-    let mut msg = LinkMessage::default();
-    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+) {
+    msg.str(nl::IFLA_IFNAME, name);
     if let Some(mtu) = mtu {
-        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        msg.u32(nl::IFLA_MTU, mtu);
     }
     if let Some(mac) = mac {
-        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        msg.attr(nl::IFLA_ADDRESS, &mac);
     }
     if let Some(ns) = ns {
-        msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        msg.u32(nl::IFLA_NET_NS_FD, fd_value(ns));
     }
+}
+
+/// An RTM_NEWLINK for a link to create.
+fn new_link(name: &str, mtu: Option<u32>, mac: Option<[u8; 6]>, ns: Option<BorrowedFd<'_>>) -> Msg {
+    let mut msg = Msg::link(nl::RTM_NEWLINK, IfInfo::default());
+    link_attrs(&mut msg, name, mtu, mac, ns);
     msg
+}
+
+/// `IFLA_LINKINFO` with the kind and the `IFLA_INFO_DATA` that `data` writes.
+fn link_info(msg: &mut Msg, kind: &str, data: impl FnOnce(&mut Msg)) {
+    let info = msg.begin(nl::IFLA_LINKINFO);
+    msg.str(nl::IFLA_INFO_KIND, kind);
+    let at = msg.begin(nl::IFLA_INFO_DATA);
+    data(msg);
+    msg.end(at);
+    msg.end(info);
 }
 
 /// The host end in this namespace; the peer, with its own name, MTU, MAC and namespace,
 /// nested in `IFLA_INFO_DATA` so the kernel creates it directly where it belongs.
-pub(crate) fn veth_message(spec: &VethSpec<'_>) -> LinkMessage {
-    let peer = new_link(&spec.peer_name, spec.mtu, spec.peer_mac, spec.peer_ns);
+pub(crate) fn veth_message(spec: &VethSpec<'_>) -> Msg {
     let mut msg = new_link(&spec.name, spec.mtu, None, None);
     if let Some(master) = spec.master {
-        msg.attributes.push(LinkAttribute::Controller(master));
+        msg.u32(nl::IFLA_MASTER, master);
     }
-    msg.attributes.push(LinkAttribute::LinkInfo(vec![
-        LinkInfo::Kind(InfoKind::Veth),
-        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-    ]));
+    link_info(&mut msg, "veth", |m| {
+        let peer = m.begin(nl::VETH_INFO_PEER);
+        m.raw_link_header(IfInfo::default());
+        link_attrs(m, &spec.peer_name, spec.mtu, spec.peer_mac, spec.peer_ns);
+        m.end(peer);
+    });
+    msg
+}
+
+pub(crate) fn macvlan_message(spec: &MacvlanSpec<'_>) -> Msg {
+    let mode = match spec.mode {
+        MacvlanMode::Private => nl::MACVLAN_MODE_PRIVATE,
+        MacvlanMode::Vepa => nl::MACVLAN_MODE_VEPA,
+        MacvlanMode::Bridge => nl::MACVLAN_MODE_BRIDGE,
+        MacvlanMode::Passthru => nl::MACVLAN_MODE_PASSTHRU,
+    };
+    let mut msg = new_link(&spec.name, spec.mtu, spec.mac, spec.ns);
+    msg.u32(nl::IFLA_LINK, spec.parent);
+    link_info(&mut msg, "macvlan", |m| {
+        m.u32(nl::IFLA_MACVLAN_MODE, mode);
+        if let Some(len) = spec.bc_queue_len {
+            m.u32(nl::IFLA_MACVLAN_BC_QUEUE_LEN, len);
+        }
+    });
     msg
 }
 
 /// A VRF with its routing table (`IFLA_VRF_TABLE` in `IFLA_INFO_DATA`).
-pub(crate) fn vrf_message(spec: &VrfSpec<'_>) -> LinkMessage {
+pub(crate) fn vrf_message(spec: &VrfSpec<'_>) -> Msg {
     let mut msg = new_link(&spec.name, None, None, spec.ns);
-    msg.attributes.push(LinkAttribute::LinkInfo(vec![
-        LinkInfo::Kind(InfoKind::Vrf),
-        LinkInfo::Data(InfoData::Vrf(vec![InfoVrf::TableId(spec.table)])),
-    ]));
+    link_info(&mut msg, "vrf", |m| {
+        m.u32(nl::IFLA_VRF_TABLE, spec.table);
+    });
     msg
 }
 
 /// A bridge created up (and promiscuous if asked) in one request.
-pub(crate) fn bridge_message(spec: &BridgeSpec) -> LinkMessage {
-    let mut msg = new_link(&spec.name, spec.mtu, None, None);
-    let mut flags = LinkFlags::Up;
+pub(crate) fn bridge_message(spec: &BridgeSpec) -> Msg {
+    let mut flags = nl::IFF_UP;
     if spec.promisc {
-        flags |= LinkFlags::Promisc;
+        flags |= nl::IFF_PROMISC;
     }
-    msg.header.flags = flags;
-    msg.header.change_mask = flags;
-    let mut info = vec![LinkInfo::Kind(InfoKind::Bridge)];
+    let header = IfInfo {
+        flags,
+        change: flags,
+        ..IfInfo::default()
+    };
+    let mut msg = Msg::link(nl::RTM_NEWLINK, header);
+    link_attrs(&mut msg, &spec.name, spec.mtu, None, None);
+    let info = msg.begin(nl::IFLA_LINKINFO);
+    msg.str(nl::IFLA_INFO_KIND, "bridge");
     // Only sent when wanted: kernels without CONFIG_BRIDGE_VLAN_FILTERING refuse the
     // attribute even when it says "off".
     if spec.vlan_filtering {
-        info.push(LinkInfo::Data(InfoData::Bridge(vec![
-            InfoBridge::VlanFiltering(true),
-        ])));
+        let at = msg.begin(nl::IFLA_INFO_DATA);
+        msg.u8(nl::IFLA_BR_VLAN_FILTERING, 1);
+        msg.end(at);
     }
-    msg.attributes.push(LinkAttribute::LinkInfo(info));
+    msg.end(info);
     msg
 }
 
-pub(crate) fn bridge_port_message(index: u32, spec: &BridgePortSpec) -> LinkMessage {
-    let mut opts = Vec::new();
+/// Port options travel as `IFLA_INFO_SLAVE_DATA`, which only RTM_NEWLINK applies
+/// (RTM_SETLINK accepts and ignores them), as `ip link set ... type bridge_slave`.
+pub(crate) fn bridge_port_message(index: u32, spec: &BridgePortSpec) -> Msg {
+    let mut msg = Msg::link(nl::RTM_NEWLINK, IfInfo::index(index));
+    let info = msg.begin(nl::IFLA_LINKINFO);
+    msg.str(nl::IFLA_INFO_SLAVE_KIND, "bridge");
+    let at = msg.begin(nl::IFLA_INFO_SLAVE_DATA);
     if let Some(on) = spec.hairpin {
-        opts.push(InfoBridgePort::HairpinMode(on));
+        msg.u8(nl::IFLA_BRPORT_MODE, u8::from(on));
     }
     if let Some(on) = spec.isolated {
-        opts.push(InfoBridgePort::Isolated(on));
+        msg.u8(nl::IFLA_BRPORT_ISOLATED, u8::from(on));
     }
-    let mut msg = link_header(index);
-    msg.attributes.push(LinkAttribute::LinkInfo(vec![
-        LinkInfo::PortKind(InfoPortKind::Bridge),
-        LinkInfo::PortData(InfoPortData::BridgePort(opts)),
-    ]));
+    msg.end(at);
+    msg.end(info);
     msg
 }
 
 /// An AF_BRIDGE link message for one VLAN entry of port `index`, addressed to its bridge
 /// (`BRIDGE_FLAGS_MASTER`, as Go netlink's `BridgeVlanAdd(.., master=true)` sends it).
-pub(crate) fn bridge_vlan_message(index: u32, vid: u16, pvid: bool, untagged: bool) -> LinkMessage {
-    let mut flags = BridgeVlanInfoFlags::empty();
+/// With AF_BRIDGE, RTM_DELLINK removes the entry (rtnl_bridge_dellink), not the link.
+pub(crate) fn bridge_vlan_message(
+    kind: u16,
+    index: u32,
+    vid: u16,
+    pvid: bool,
+    untagged: bool,
+) -> Msg {
+    let mut flags = 0u16;
     if pvid {
-        flags |= BridgeVlanInfoFlags::Pvid;
+        flags |= nl::BRIDGE_VLAN_INFO_PVID;
     }
     if untagged {
-        flags |= BridgeVlanInfoFlags::Untagged;
+        flags |= nl::BRIDGE_VLAN_INFO_UNTAGGED;
     }
-    let mut msg = link_header(index);
-    msg.header.interface_family = AddressFamily::Bridge;
-    msg.attributes.push(LinkAttribute::AfSpecBridge(vec![
-        AfSpecBridge::Flags(BridgeFlag::Controller),
-        AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid }),
-    ]));
+    let header = IfInfo {
+        family: nl::AF_BRIDGE,
+        ..IfInfo::index(index)
+    };
+    let mut msg = Msg::link(kind, header);
+    let at = msg.begin(nl::IFLA_AF_SPEC);
+    msg.u16(nl::IFLA_BRIDGE_FLAGS, nl::BRIDGE_FLAGS_MASTER);
+    let mut info = [0u8; 4];
+    info[..2].copy_from_slice(&flags.to_ne_bytes());
+    info[2..].copy_from_slice(&vid.to_ne_bytes());
+    msg.attr(nl::IFLA_BRIDGE_VLAN_INFO, &info);
+    msg.end(at);
     msg
 }
 
 /// The VLAN entries of one AF_BRIDGE link message (one per VLAN: the dump asks for
 /// `RTEXT_FILTER_BRVLAN`, not the compressed ranges).
-fn bridge_vlans_of(msg: &LinkMessage) -> Vec<BridgeVlan> {
-    msg.attributes
-        .iter()
-        .filter_map(|a| match a {
-            LinkAttribute::AfSpecBridge(spec) => Some(spec),
-            _ => None,
-        })
-        .flatten()
-        .filter_map(|s| match s {
-            AfSpecBridge::VlanInfo(info) => Some(BridgeVlan {
-                vid: info.vid,
-                pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
-                untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
-            }),
-            _ => None,
+fn bridge_vlans_of(payload: &[u8]) -> Vec<BridgeVlan> {
+    let Some((_, rest)) = IfInfo::parse(payload) else {
+        return Vec::new();
+    };
+    attrs(rest)
+        .filter(|(k, _)| *k == nl::IFLA_AF_SPEC)
+        .flat_map(|(_, spec)| attrs(spec))
+        .filter(|(k, _)| *k == nl::IFLA_BRIDGE_VLAN_INFO)
+        .filter_map(|(_, v)| {
+            let flags = nl::u16_of(v)?;
+            let vid = nl::u16_of(v.get(2..)?)?;
+            Some(BridgeVlan {
+                vid,
+                pvid: flags & nl::BRIDGE_VLAN_INFO_PVID != 0,
+                untagged: flags & nl::BRIDGE_VLAN_INFO_UNTAGGED != 0,
+            })
         })
         .collect()
 }
 
 /// IPv4 addresses carry local, peer (the same) and broadcast addresses, as Go netlink and
 /// iproute2 send them; IPv6 only the address.
-pub(crate) fn address_message(index: u32, addr: IpNetwork) -> AddressMessage {
-    let mut msg = AddressMessage::default();
-    msg.header.index = index;
-    msg.header.prefix_len = addr.prefix();
-    msg.header.scope = AddressScope::Universe;
+pub(crate) fn address_message(kind: u16, index: u32, addr: IpNetwork) -> Msg {
+    let header = IfAddr {
+        family: match addr {
+            IpNetwork::V4(_) => nl::AF_INET,
+            IpNetwork::V6(_) => nl::AF_INET6,
+        },
+        prefix_len: addr.prefix(),
+        scope: scope::UNIVERSE,
+        index,
+        ..IfAddr::default()
+    };
+    let mut msg = Msg::addr(kind, header);
     match addr {
         IpNetwork::V4(v4) => {
-            msg.header.family = AddressFamily::Inet;
-            msg.attributes
-                .push(AddressAttribute::Local(IpAddr::V4(v4.ip())));
-            msg.attributes
-                .push(AddressAttribute::Address(IpAddr::V4(v4.ip())));
+            msg.attr(nl::IFA_LOCAL, &v4.ip().octets());
+            msg.attr(nl::IFA_ADDRESS, &v4.ip().octets());
             if v4.prefix() < 31 {
-                msg.attributes
-                    .push(AddressAttribute::Broadcast(v4.broadcast()));
+                msg.attr(nl::IFA_BROADCAST, &v4.broadcast().octets());
             }
         }
         IpNetwork::V6(v6) => {
-            msg.header.family = AddressFamily::Inet6;
-            msg.attributes
-                .push(AddressAttribute::Address(IpAddr::V6(v6.ip())));
+            msg.attr(nl::IFA_ADDRESS, &v6.ip().octets());
         }
     }
     msg
@@ -834,158 +879,153 @@ pub(crate) fn address_message(index: u32, addr: IpNetwork) -> AddressMessage {
 
 /// A route message. Adds default to the main table, universe scope, unicast, protocol
 /// "boot" (what Go netlink sends). Deletes leave scope, type and protocol as wildcards.
-pub(crate) fn route_message(route: &RouteSpec, delete: bool) -> RouteMessage {
-    let mut msg = RouteMessage::default();
+pub(crate) fn route_message(route: &RouteSpec, delete: bool) -> Msg {
     let table = route.table.unwrap_or(MAIN_TABLE);
-    msg.header.address_family = if route.dst.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
+    let mut header = RtMsg {
+        family: if route.dst.is_ipv4() {
+            nl::AF_INET
+        } else {
+            nl::AF_INET6
+        },
+        dst_len: route.dst.prefix(),
+        table: u8::try_from(table).unwrap_or(nl::RT_TABLE_UNSPEC),
+        ..RtMsg::default()
     };
-    msg.header.destination_prefix_length = route.dst.prefix();
-    msg.header.table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
-    if delete {
-        msg.header.scope = RouteScope::from(route.scope.unwrap_or(RouteScope::NoWhere.into()));
+    let kind = if delete {
+        header.scope = route.scope.unwrap_or(nl::RT_SCOPE_NOWHERE);
+        header.protocol = nl::RTPROT_UNSPEC;
+        header.kind = nl::RTN_UNSPEC;
+        nl::RTM_DELROUTE
     } else {
-        msg.header.scope = RouteScope::from(route.scope.unwrap_or(scope::UNIVERSE));
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.kind = RouteType::Unicast;
-    }
+        header.scope = route.scope.unwrap_or(scope::UNIVERSE);
+        header.protocol = nl::RTPROT_BOOT;
+        header.kind = nl::RTN_UNICAST;
+        nl::RTM_NEWROUTE
+    };
+    let mut msg = Msg::route(kind, header);
     // The kernel refuses IPv4 destinations with host bits set.
-    let dst = route.dst.network();
     if route.dst.prefix() > 0 {
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+        msg.ip(nl::RTA_DST, route.dst.network());
     }
     if let Some(gw) = route.gw {
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+        msg.ip(nl::RTA_GATEWAY, gw);
     }
     if let Some(src) = route.src {
-        msg.attributes
-            .push(RouteAttribute::PrefSource(RouteAddress::from(src)));
+        msg.ip(nl::RTA_PREFSRC, src);
     }
     if let Some(oif) = route.oif {
-        msg.attributes.push(RouteAttribute::Oif(oif));
+        msg.u32(nl::RTA_OIF, oif);
     }
     if let Some(priority) = route.priority {
-        msg.attributes.push(RouteAttribute::Priority(priority));
+        msg.u32(nl::RTA_PRIORITY, priority);
     }
-    msg.attributes.push(RouteAttribute::Table(table));
-    let mut metrics = Vec::new();
-    if let Some(mtu) = route.mtu {
-        metrics.push(RouteMetric::Mtu(mtu));
-    }
-    if let Some(advmss) = route.advmss {
-        metrics.push(RouteMetric::Advmss(advmss));
-    }
-    if !metrics.is_empty() {
-        msg.attributes.push(RouteAttribute::Metrics(metrics));
+    msg.u32(nl::RTA_TABLE, table);
+    if route.mtu.is_some() || route.advmss.is_some() {
+        let at = msg.begin(nl::RTA_METRICS);
+        if let Some(mtu) = route.mtu {
+            msg.u32(nl::RTAX_MTU, mtu);
+        }
+        if let Some(advmss) = route.advmss {
+            msg.u32(nl::RTAX_ADVMSS, advmss);
+        }
+        msg.end(at);
     }
     msg
 }
 
-pub(crate) fn link_view(msg: &LinkMessage) -> Link {
-    let flags = msg.header.flags;
+pub(crate) fn link_view(payload: &[u8]) -> Option<Link> {
+    let (h, rest) = IfInfo::parse(payload)?;
     let mut link = Link {
-        index: msg.header.index,
+        index: h.index,
         name: String::new(),
         kind: None,
         mac: None,
         mtu: 0,
         master: None,
-        up: flags.contains(LinkFlags::Up),
+        up: h.flags & nl::IFF_UP != 0,
         oper_up: false,
-        promisc: flags.contains(LinkFlags::Promisc),
-        allmulti: flags.contains(LinkFlags::Allmulti),
+        promisc: h.flags & nl::IFF_PROMISC != 0,
+        allmulti: h.flags & nl::IFF_ALLMULTI != 0,
         txqlen: 0,
         alias: None,
         link_netnsid: None,
         peer_index: None,
     };
-    for attr in &msg.attributes {
-        match attr {
-            LinkAttribute::IfName(n) => link.name.clone_from(n),
-            LinkAttribute::Mtu(m) => link.mtu = *m,
-            LinkAttribute::TxQueueLen(q) => link.txqlen = *q,
-            LinkAttribute::Address(a) => link.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
-            LinkAttribute::Controller(m) if *m != 0 => link.master = Some(*m),
-            LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
-            LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
-            LinkAttribute::Link(i) => link.peer_index = Some(*i),
+    for (kind, v) in attrs(rest) {
+        match kind {
+            nl::IFLA_IFNAME => link.name = nl::str_of(v),
+            nl::IFLA_MTU => link.mtu = nl::u32_of(v).unwrap_or(0),
+            nl::IFLA_TXQLEN => link.txqlen = nl::u32_of(v).unwrap_or(0),
+            nl::IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(v).ok(),
+            nl::IFLA_MASTER => link.master = nl::u32_of(v).filter(|m| *m != 0),
+            nl::IFLA_IFALIAS => link.alias = Some(nl::str_of(v)),
+            nl::IFLA_LINK_NETNSID => {
+                link.link_netnsid = nl::u32_of(v).map(|id| i32::from_ne_bytes(id.to_ne_bytes()));
+            }
+            nl::IFLA_LINK => link.peer_index = nl::u32_of(v),
             // `lo` and devices without operstate support report UNKNOWN while working.
-            LinkAttribute::OperState(state) => {
-                link.oper_up = *state == State::Up
-                    || (*state == State::Unknown && flags.contains(LinkFlags::Running));
+            nl::IFLA_OPERSTATE => {
+                let state = nl::u8_of(v);
+                link.oper_up = state == Some(nl::IF_OPER_UP)
+                    || (state == Some(nl::IF_OPER_UNKNOWN) && h.flags & nl::IFF_RUNNING != 0);
             }
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    if let LinkInfo::Kind(kind) = info {
-                        link.kind = Some(kind.to_string());
-                    }
-                }
-            }
+            nl::IFLA_LINKINFO => link.kind = find(v, nl::IFLA_INFO_KIND).map(nl::str_of),
             _ => {}
         }
     }
-    link
+    Some(link)
 }
 
-/// The ipvlan or macvlan mode or VLAN id in a link's `IFLA_INFO_DATA`.
-pub(crate) fn link_data_of(msg: &LinkMessage) -> LinkData {
-    let infos = msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => Some(infos),
+/// The ipvlan or macvlan mode, VLAN id or VRF table in a link's `IFLA_INFO_DATA`.
+pub(crate) fn link_data_of(payload: &[u8]) -> LinkData {
+    let info = IfInfo::parse(payload).and_then(|(_, rest)| find(rest, nl::IFLA_LINKINFO));
+    let Some(info) = info else {
+        return LinkData::Other;
+    };
+    let kind = find(info, nl::IFLA_INFO_KIND).map(nl::str_of);
+    let data = find(info, nl::IFLA_INFO_DATA).unwrap_or_default();
+    let found = match kind.as_deref() {
+        Some("ipvlan") => find(data, nl::IFLA_IPVLAN_MODE)
+            .and_then(nl::u16_of)
+            .and_then(|mode| match mode {
+                nl::IPVLAN_MODE_L2 => Some(IpvlanMode::L2),
+                nl::IPVLAN_MODE_L3 => Some(IpvlanMode::L3),
+                nl::IPVLAN_MODE_L3S => Some(IpvlanMode::L3s),
+                _ => None,
+            })
+            .map(|mode| LinkData::Ipvlan { mode }),
+        Some("macvlan") => find(data, nl::IFLA_MACVLAN_MODE)
+            .and_then(nl::u32_of)
+            .and_then(|mode| match mode {
+                nl::MACVLAN_MODE_PRIVATE => Some(MacvlanMode::Private),
+                nl::MACVLAN_MODE_VEPA => Some(MacvlanMode::Vepa),
+                nl::MACVLAN_MODE_BRIDGE => Some(MacvlanMode::Bridge),
+                nl::MACVLAN_MODE_PASSTHRU => Some(MacvlanMode::Passthru),
+                _ => None,
+            })
+            .map(|mode| LinkData::Macvlan { mode }),
+        Some("vlan") => find(data, nl::IFLA_VLAN_ID)
+            .and_then(nl::u16_of)
+            .map(|id| LinkData::Vlan { id }),
+        Some("vrf") => find(data, nl::IFLA_VRF_TABLE)
+            .and_then(nl::u32_of)
+            .map(|table| LinkData::Vrf { table }),
         _ => None,
-    });
-    for info in infos.into_iter().flatten() {
-        let LinkInfo::Data(data) = info else { continue };
-        let found = match data {
-            InfoData::IpVlan(attrs) => attrs
-                .iter()
-                .find_map(|a| match a {
-                    InfoIpVlan::Mode(IpVlanMode::L2) => Some(IpvlanMode::L2),
-                    InfoIpVlan::Mode(IpVlanMode::L3) => Some(IpvlanMode::L3),
-                    InfoIpVlan::Mode(IpVlanMode::L3S) => Some(IpvlanMode::L3s),
-                    _ => None,
-                })
-                .map(|mode| LinkData::Ipvlan { mode }),
-            InfoData::MacVlan(attrs) => attrs
-                .iter()
-                .find_map(|a| match a {
-                    InfoMacVlan::Mode(MacVlanMode::Private) => Some(MacvlanMode::Private),
-                    InfoMacVlan::Mode(MacVlanMode::Vepa) => Some(MacvlanMode::Vepa),
-                    InfoMacVlan::Mode(MacVlanMode::Bridge) => Some(MacvlanMode::Bridge),
-                    InfoMacVlan::Mode(MacVlanMode::Passthrough) => Some(MacvlanMode::Passthru),
-                    _ => None,
-                })
-                .map(|mode| LinkData::Macvlan { mode }),
-            InfoData::Vlan(attrs) => attrs.iter().find_map(|a| match a {
-                InfoVlan::Id(id) => Some(LinkData::Vlan { id: *id }),
-                _ => None,
-            }),
-            InfoData::Vrf(attrs) => attrs.iter().find_map(|a| match a {
-                InfoVrf::TableId(table) => Some(LinkData::Vrf { table: *table }),
-                _ => None,
-            }),
-            _ => None,
-        };
-        if let Some(found) = found {
-            return found;
-        }
-    }
-    LinkData::Other
+    };
+    found.unwrap_or(LinkData::Other)
 }
 
-pub(crate) fn addr_view(msg: &AddressMessage) -> Option<Addr> {
+pub(crate) fn addr_view(payload: &[u8]) -> Option<Addr> {
+    let (h, rest) = IfAddr::parse(payload)?;
     let mut local = None;
     let mut address = None;
-    let mut flags = AddressFlags::from_bits_retain(u32::from(msg.header.flags.bits()));
-    for attr in &msg.attributes {
-        match attr {
-            AddressAttribute::Local(ip) => local = Some(*ip),
-            AddressAttribute::Address(ip) => address = Some(*ip),
+    let mut flags = u32::from(h.flags);
+    for (kind, v) in attrs(rest) {
+        match kind {
+            nl::IFA_LOCAL => local = nl::ip_of(v),
+            nl::IFA_ADDRESS => address = nl::ip_of(v),
             // The 32-bit attribute supersedes the 8 bits of the header.
-            AddressAttribute::Flags(f) => flags = *f,
+            nl::IFA_FLAGS => flags = nl::u32_of(v).unwrap_or(flags),
             _ => {}
         }
     }
@@ -993,42 +1033,42 @@ pub(crate) fn addr_view(msg: &AddressMessage) -> Option<Addr> {
     // point-to-point links); IPv6 sends IFA_ADDRESS only.
     let ip = local.or(address)?;
     Some(Addr {
-        index: msg.header.index,
-        address: IpNetwork::new(ip, msg.header.prefix_len).ok()?,
-        tentative: flags.contains(AddressFlags::Tentative),
-        dad_failed: flags.contains(AddressFlags::Dadfailed),
-        scope: u8::from(msg.header.scope),
-        permanent: flags.contains(AddressFlags::Permanent),
+        index: h.index,
+        address: IpNetwork::new(ip, h.prefix_len).ok()?,
+        tentative: flags & nl::IFA_F_TENTATIVE != 0,
+        dad_failed: flags & nl::IFA_F_DADFAILED != 0,
+        scope: h.scope,
+        permanent: flags & nl::IFA_F_PERMANENT != 0,
     })
 }
 
-pub(crate) fn route_view(msg: &RouteMessage) -> Option<RouteSpec> {
-    let h = &msg.header;
-    if h.kind != RouteType::Unicast {
+pub(crate) fn route_view(payload: &[u8]) -> Option<RouteSpec> {
+    let (h, rest) = RtMsg::parse(payload)?;
+    if h.kind != nl::RTN_UNICAST {
         return None;
     }
-    let unspecified = match h.address_family {
-        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    let unspecified = match h.family {
+        nl::AF_INET => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        nl::AF_INET6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         _ => return None,
     };
     let mut dst = unspecified;
     let mut route = RouteSpec::new(IpNetwork::new(unspecified, 0).ok()?);
     route.table = Some(u32::from(h.table));
-    route.scope = Some(u8::from(h.scope));
-    for attr in &msg.attributes {
-        match attr {
-            RouteAttribute::Destination(a) => dst = ip_of(a)?,
-            RouteAttribute::Gateway(a) => route.gw = ip_of(a),
-            RouteAttribute::PrefSource(a) => route.src = ip_of(a),
-            RouteAttribute::Oif(i) => route.oif = Some(*i),
-            RouteAttribute::Priority(p) => route.priority = Some(*p),
-            RouteAttribute::Table(t) => route.table = Some(*t),
-            RouteAttribute::Metrics(metrics) => {
-                for m in metrics {
-                    match m {
-                        RouteMetric::Mtu(v) => route.mtu = Some(*v),
-                        RouteMetric::Advmss(v) => route.advmss = Some(*v),
+    route.scope = Some(h.scope);
+    for (kind, v) in attrs(rest) {
+        match kind {
+            nl::RTA_DST => dst = nl::ip_of(v)?,
+            nl::RTA_GATEWAY => route.gw = nl::ip_of(v),
+            nl::RTA_PREFSRC => route.src = nl::ip_of(v),
+            nl::RTA_OIF => route.oif = nl::u32_of(v),
+            nl::RTA_PRIORITY => route.priority = nl::u32_of(v),
+            nl::RTA_TABLE => route.table = nl::u32_of(v).or(route.table),
+            nl::RTA_METRICS => {
+                for (metric, value) in attrs(v) {
+                    match metric {
+                        nl::RTAX_MTU => route.mtu = nl::u32_of(value),
+                        nl::RTAX_ADVMSS => route.advmss = nl::u32_of(value),
                         _ => {}
                     }
                 }
@@ -1036,16 +1076,8 @@ pub(crate) fn route_view(msg: &RouteMessage) -> Option<RouteSpec> {
             _ => {}
         }
     }
-    route.dst = IpNetwork::new(dst, h.destination_prefix_length).ok()?;
+    route.dst = IpNetwork::new(dst, h.dst_len).ok()?;
     Some(route)
-}
-
-fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
-    match addr {
-        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
-        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -1056,6 +1088,15 @@ mod tests {
         s.parse().expect("test network")
     }
 
+    /// A message's `ifinfomsg` (or other header of `len` bytes) and its attributes.
+    fn body(msg: &Msg, len: usize) -> &[u8] {
+        &msg.payload()[len..]
+    }
+
+    fn u32_attr(data: &[u8], kind: u16) -> Option<u32> {
+        find(data, kind).and_then(nl::u32_of)
+    }
+
     #[test]
     fn veth_peer_carries_its_own_name_mtu_mac() {
         let spec = VethSpec {
@@ -1064,35 +1105,36 @@ mod tests {
             peer_ns: None,
             mtu: Some(1400),
             peer_mac: Some([2, 0, 0, 0, 0, 1]),
-            master: None,
+            master: Some(3),
         };
         let msg = veth_message(&spec);
-        assert!(
-            msg.attributes
-                .contains(&LinkAttribute::IfName("veth0123abcd".into()))
+        assert_eq!(msg.kind(), nl::RTM_NEWLINK);
+        let attrs_ = body(&msg, IfInfo::LEN);
+        assert_eq!(
+            find(attrs_, nl::IFLA_IFNAME).map(nl::str_of).as_deref(),
+            Some("veth0123abcd")
         );
-        assert!(msg.attributes.contains(&LinkAttribute::Mtu(1400)));
-        let peer = msg.attributes.iter().find_map(|a| match a {
-            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) => Some(p.clone()),
-                _ => None,
-            }),
-            _ => None,
-        });
-        let peer = peer.expect("peer message");
-        assert!(
-            peer.attributes
-                .contains(&LinkAttribute::IfName("eth0".into()))
+        assert_eq!(u32_attr(attrs_, nl::IFLA_MTU), Some(1400));
+        assert_eq!(u32_attr(attrs_, nl::IFLA_MASTER), Some(3));
+        assert_eq!(find(attrs_, nl::IFLA_ADDRESS), None);
+        let info = find(attrs_, nl::IFLA_LINKINFO).expect("linkinfo");
+        assert_eq!(
+            find(info, nl::IFLA_INFO_KIND).map(nl::str_of).as_deref(),
+            Some("veth")
         );
-        assert!(peer.attributes.contains(&LinkAttribute::Mtu(1400)));
-        assert!(
-            peer.attributes
-                .contains(&LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]))
+        let peer = find(info, nl::IFLA_INFO_DATA)
+            .and_then(|d| find(d, nl::VETH_INFO_PEER))
+            .expect("peer");
+        let (header, peer) = IfInfo::parse(peer).expect("peer ifinfomsg");
+        assert_eq!(header, IfInfo::default());
+        assert_eq!(
+            find(peer, nl::IFLA_IFNAME).map(nl::str_of).as_deref(),
+            Some("eth0")
         );
-        assert!(
-            !msg.attributes
-                .iter()
-                .any(|a| matches!(a, LinkAttribute::Address(_)))
+        assert_eq!(u32_attr(peer, nl::IFLA_MTU), Some(1400));
+        assert_eq!(
+            find(peer, nl::IFLA_ADDRESS),
+            Some(&[2u8, 0, 0, 0, 0, 1][..])
         );
     }
 
@@ -1105,34 +1147,37 @@ mod tests {
             promisc: true,
         };
         let msg = bridge_message(&spec);
-        assert_eq!(msg.header.flags, LinkFlags::Up | LinkFlags::Promisc);
-        assert_eq!(msg.header.change_mask, LinkFlags::Up | LinkFlags::Promisc);
-        assert!(
-            msg.attributes
-                .contains(&LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                    InfoKind::Bridge
-                )]))
+        let (h, rest) = IfInfo::parse(msg.payload()).expect("header");
+        assert_eq!(h.flags, nl::IFF_UP | nl::IFF_PROMISC);
+        assert_eq!(h.change, nl::IFF_UP | nl::IFF_PROMISC);
+        let info = find(rest, nl::IFLA_LINKINFO).expect("linkinfo");
+        assert_eq!(
+            find(info, nl::IFLA_INFO_KIND).map(nl::str_of).as_deref(),
+            Some("bridge")
         );
+        assert_eq!(find(info, nl::IFLA_INFO_DATA), None);
+        let filtering = bridge_message(&BridgeSpec {
+            vlan_filtering: true,
+            ..spec
+        });
+        let info = find(body(&filtering, IfInfo::LEN), nl::IFLA_LINKINFO).expect("linkinfo");
+        let data = find(info, nl::IFLA_INFO_DATA).expect("data");
+        assert_eq!(find(data, nl::IFLA_BR_VLAN_FILTERING), Some(&[1u8][..]));
     }
 
     #[test]
     fn ipv4_address_has_local_and_broadcast() {
-        let msg = address_message(3, net("10.1.2.3/24"));
-        assert_eq!(msg.header.prefix_len, 24);
-        assert_eq!(msg.header.family, AddressFamily::Inet);
-        assert!(
-            msg.attributes
-                .contains(&AddressAttribute::Local("10.1.2.3".parse().expect("ip")))
-        );
-        assert!(msg.attributes.contains(&AddressAttribute::Broadcast(
-            "10.1.2.255".parse().expect("ip")
-        )));
-        let p2p = address_message(3, net("10.1.2.3/31"));
-        assert!(
-            !p2p.attributes
-                .iter()
-                .any(|a| matches!(a, AddressAttribute::Broadcast(_)))
-        );
+        let msg = address_message(nl::RTM_NEWADDR, 3, net("10.1.2.3/24"));
+        let (h, rest) = IfAddr::parse(msg.payload()).expect("header");
+        assert_eq!((h.prefix_len, h.family, h.index), (24, nl::AF_INET, 3));
+        assert_eq!(find(rest, nl::IFA_LOCAL), Some(&[10u8, 1, 2, 3][..]));
+        assert_eq!(find(rest, nl::IFA_ADDRESS), Some(&[10u8, 1, 2, 3][..]));
+        assert_eq!(find(rest, nl::IFA_BROADCAST), Some(&[10u8, 1, 2, 255][..]));
+        let p2p = address_message(nl::RTM_NEWADDR, 3, net("10.1.2.3/31"));
+        assert_eq!(find(body(&p2p, IfAddr::LEN), nl::IFA_BROADCAST), None);
+        let v6 = address_message(nl::RTM_DELADDR, 3, net("fd00::1/64"));
+        assert_eq!(v6.kind(), nl::RTM_DELADDR);
+        assert_eq!(find(body(&v6, IfAddr::LEN), nl::IFA_LOCAL), None);
     }
 
     #[test]
@@ -1140,30 +1185,25 @@ mod tests {
         let mut spec = RouteSpec::new(net("10.1.2.3/24"));
         spec.gw = Some("10.1.2.1".parse().expect("ip"));
         let msg = route_message(&spec, false);
-        assert!(
-            msg.attributes
-                .contains(&RouteAttribute::Destination(RouteAddress::Inet(
-                    "10.1.2.0".parse().expect("ip")
-                )))
-        );
-        assert_eq!(msg.header.protocol, RouteProtocol::Boot);
-        assert_eq!(msg.header.scope, RouteScope::Universe);
+        let (h, rest) = RtMsg::parse(msg.payload()).expect("header");
+        assert_eq!(find(rest, nl::RTA_DST), Some(&[10u8, 1, 2, 0][..]));
+        assert_eq!(find(rest, nl::RTA_GATEWAY), Some(&[10u8, 1, 2, 1][..]));
+        assert_eq!(h.protocol, nl::RTPROT_BOOT);
+        assert_eq!(h.scope, scope::UNIVERSE);
+        assert_eq!(h.kind, nl::RTN_UNICAST);
         let default = route_message(&RouteSpec::new(net("0.0.0.0/0")), false);
-        assert!(
-            !default
-                .attributes
-                .iter()
-                .any(|a| matches!(a, RouteAttribute::Destination(_)))
-        );
+        assert_eq!(find(body(&default, RtMsg::LEN), nl::RTA_DST), None);
     }
 
     #[test]
     fn route_delete_leaves_wildcards() {
         let msg = route_message(&RouteSpec::new(net("fd00::/64")), true);
-        assert_eq!(msg.header.scope, RouteScope::NoWhere);
-        assert_eq!(msg.header.kind, RouteType::Unspec);
-        assert_eq!(msg.header.protocol, RouteProtocol::Unspec);
-        assert_eq!(msg.header.address_family, AddressFamily::Inet6);
+        assert_eq!(msg.kind(), nl::RTM_DELROUTE);
+        let (h, _) = RtMsg::parse(msg.payload()).expect("header");
+        assert_eq!(h.scope, nl::RT_SCOPE_NOWHERE);
+        assert_eq!(h.kind, nl::RTN_UNSPEC);
+        assert_eq!(h.protocol, nl::RTPROT_UNSPEC);
+        assert_eq!(h.family, nl::AF_INET6);
     }
 
     #[test]
@@ -1171,146 +1211,155 @@ mod tests {
         let mut spec = RouteSpec::new(net("10.0.0.0/8"));
         spec.table = Some(1000);
         let msg = route_message(&spec, false);
-        assert_eq!(msg.header.table, RouteHeader::RT_TABLE_UNSPEC);
-        assert!(msg.attributes.contains(&RouteAttribute::Table(1000)));
+        let (h, rest) = RtMsg::parse(msg.payload()).expect("header");
+        assert_eq!(h.table, nl::RT_TABLE_UNSPEC);
+        assert_eq!(u32_attr(rest, nl::RTA_TABLE), Some(1000));
     }
 
     #[test]
     fn route_view_reads_back_what_route_message_writes() {
         let mut spec = RouteSpec::new(net("10.9.0.0/16"));
         spec.gw = Some("10.1.0.1".parse().expect("ip"));
+        spec.src = Some("10.1.0.7".parse().expect("ip"));
         spec.oif = Some(4);
         spec.priority = Some(100);
         spec.mtu = Some(1300);
         spec.advmss = Some(1200);
         spec.scope = Some(scope::UNIVERSE);
         spec.table = Some(MAIN_TABLE);
-        let back = route_view(&route_message(&spec, false)).expect("unicast route");
+        let back = route_view(route_message(&spec, false).payload()).expect("unicast route");
         assert_eq!(back, spec);
+        let mut v6 = RouteSpec::new(net("fd00:1::/64"));
+        v6.gw = Some("fd00::1".parse().expect("ip"));
+        v6.scope = Some(scope::UNIVERSE);
+        v6.table = Some(1000);
+        assert_eq!(route_view(route_message(&v6, false).payload()), Some(v6));
+        // Not unicast (a delete's wildcard type): not a route to report.
+        assert_eq!(route_view(route_message(&spec, true).payload()), None);
     }
 
     #[test]
     fn addr_view_prefers_local_and_reads_flags() {
-        let mut msg = address_message(7, net("fd00::5/64"));
-        msg.attributes.push(AddressAttribute::Flags(
-            AddressFlags::Tentative | AddressFlags::Permanent,
-        ));
-        let a = addr_view(&msg).expect("address");
+        let mut msg = address_message(nl::RTM_NEWADDR, 7, net("fd00::5/64"));
+        msg.u32(nl::IFA_FLAGS, nl::IFA_F_TENTATIVE | nl::IFA_F_PERMANENT);
+        let a = addr_view(msg.payload()).expect("address");
         assert_eq!(a.address, net("fd00::5/64"));
         assert!(a.tentative && a.permanent && !a.dad_failed);
         assert_eq!(a.index, 7);
+        let v4 = addr_view(address_message(nl::RTM_NEWADDR, 2, net("10.0.0.9/8")).payload());
+        assert_eq!(v4.map(|a| a.address), Some(net("10.0.0.9/8")));
     }
 
     #[test]
-    fn link_data_reads_ipvlan_macvlan_mode_and_vlan_id() {
-        let with = |data: InfoData| {
-            let mut msg = LinkMessage::default();
-            msg.attributes.push(LinkAttribute::LinkInfo(vec![
-                LinkInfo::Kind(InfoKind::Dummy),
-                LinkInfo::Data(data),
-            ]));
-            link_data_of(&msg)
+    fn link_data_reads_ipvlan_macvlan_mode_vlan_id_and_vrf_table() {
+        let with = |kind: &str, data: &dyn Fn(&mut Msg)| {
+            let mut msg = new_link("x", None, None, None);
+            link_info(&mut msg, kind, |m| data(m));
+            link_data_of(msg.payload())
         };
         assert_eq!(
-            with(InfoData::IpVlan(vec![InfoIpVlan::Mode(IpVlanMode::L3S)])),
+            with("ipvlan", &|m| {
+                m.u16(nl::IFLA_IPVLAN_MODE, nl::IPVLAN_MODE_L3S);
+            }),
             LinkData::Ipvlan {
                 mode: IpvlanMode::L3s
             }
         );
         assert_eq!(
-            with(InfoData::MacVlan(vec![InfoMacVlan::Mode(
-                MacVlanMode::Vepa
-            )])),
+            with("macvlan", &|m| {
+                m.u32(nl::IFLA_MACVLAN_MODE, nl::MACVLAN_MODE_VEPA);
+            }),
             LinkData::Macvlan {
                 mode: MacvlanMode::Vepa
             }
         );
         assert_eq!(
-            with(InfoData::Vlan(vec![InfoVlan::Id(42)])),
+            with("vlan", &|m| {
+                m.u16(nl::IFLA_VLAN_ID, 42);
+            }),
             LinkData::Vlan { id: 42 }
         );
-        assert_eq!(link_data_of(&LinkMessage::default()), LinkData::Other);
-    }
-
-    #[test]
-    fn vrf_message_carries_its_table_and_link_data_reads_it_back() {
-        let msg = vrf_message(&VrfSpec {
+        let vrf = vrf_message(&VrfSpec {
             name: "vrf0".into(),
             table: 1001,
             ns: None,
         });
-        assert!(
-            msg.attributes
-                .contains(&LinkAttribute::IfName("vrf0".into()))
+        assert_eq!(link_data_of(vrf.payload()), LinkData::Vrf { table: 1001 });
+        assert_eq!(
+            link_data_of(new_link("y", None, None, None).payload()),
+            LinkData::Other
         );
-        assert!(msg.attributes.contains(&LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Vrf),
-            LinkInfo::Data(InfoData::Vrf(vec![InfoVrf::TableId(1001)])),
-        ])));
-        assert_eq!(link_data_of(&msg), LinkData::Vrf { table: 1001 });
+    }
+
+    #[test]
+    fn macvlan_message_carries_mode_parent_and_queue_length() {
+        let msg = macvlan_message(&MacvlanSpec {
+            name: "mv0".into(),
+            parent: 4,
+            mode: MacvlanMode::Passthru,
+            mtu: None,
+            mac: None,
+            bc_queue_len: Some(100),
+            ns: None,
+        });
+        let rest = body(&msg, IfInfo::LEN);
+        assert_eq!(u32_attr(rest, nl::IFLA_LINK), Some(4));
+        let data = find(rest, nl::IFLA_LINKINFO)
+            .and_then(|i| find(i, nl::IFLA_INFO_DATA))
+            .expect("data");
+        assert_eq!(
+            u32_attr(data, nl::IFLA_MACVLAN_MODE),
+            Some(nl::MACVLAN_MODE_PASSTHRU)
+        );
+        assert_eq!(u32_attr(data, nl::IFLA_MACVLAN_BC_QUEUE_LEN), Some(100));
+        assert_eq!(
+            link_data_of(msg.payload()),
+            LinkData::Macvlan {
+                mode: MacvlanMode::Passthru
+            }
+        );
     }
 
     #[test]
     fn link_view_reads_kind_master_and_peer() {
-        let mut msg = link_header(9);
-        msg.header.flags = LinkFlags::Up | LinkFlags::Running;
-        msg.attributes = vec![
-            LinkAttribute::IfName("veth1".into()),
-            LinkAttribute::Mtu(1500),
-            LinkAttribute::Address(vec![1, 2, 3, 4, 5, 6]),
-            LinkAttribute::Controller(3),
-            LinkAttribute::Link(2),
-            LinkAttribute::LinkNetNsId(0),
-            LinkAttribute::OperState(State::Up),
-            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
-        ];
-        let l = link_view(&msg);
+        let header = IfInfo {
+            flags: nl::IFF_UP | nl::IFF_RUNNING,
+            ..IfInfo::index(9)
+        };
+        let mut msg = Msg::link(nl::RTM_NEWLINK, header);
+        msg.str(nl::IFLA_IFNAME, "veth1")
+            .u32(nl::IFLA_MTU, 1500)
+            .attr(nl::IFLA_ADDRESS, &[1, 2, 3, 4, 5, 6])
+            .u32(nl::IFLA_MASTER, 3)
+            .u32(nl::IFLA_LINK, 2)
+            .u32(nl::IFLA_LINK_NETNSID, 0)
+            .u8(nl::IFLA_OPERSTATE, nl::IF_OPER_UP)
+            .str(nl::IFLA_IFALIAS, "pod");
+        let at = msg.begin(nl::IFLA_LINKINFO);
+        msg.str(nl::IFLA_INFO_KIND, "veth");
+        msg.end(at);
+        let l = link_view(msg.payload()).expect("link");
         assert_eq!(l.name, "veth1");
         assert_eq!(l.kind.as_deref(), Some("veth"));
         assert_eq!(l.mac, Some([1, 2, 3, 4, 5, 6]));
+        assert_eq!(l.alias.as_deref(), Some("pod"));
         assert_eq!(
             (l.master, l.peer_index, l.link_netnsid),
             (Some(3), Some(2), Some(0))
         );
         assert!(l.up && l.oper_up && !l.promisc);
-    }
-
-    #[test]
-    fn bridge_vlan_message_is_af_bridge_with_master_flag_and_vlan_info() {
-        let msg = bridge_vlan_message(7, 100, true, true);
-        // AF_BRIDGE is what makes RTM_DELLINK remove a VLAN instead of the link.
-        assert_eq!(msg.header.interface_family, AddressFamily::Bridge);
-        assert_eq!(msg.header.index, 7);
-        assert_eq!(
-            msg.attributes,
-            vec![LinkAttribute::AfSpecBridge(vec![
-                AfSpecBridge::Flags(BridgeFlag::Controller),
-                AfSpecBridge::VlanInfo(BridgeVlanInfo {
-                    flags: BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged,
-                    vid: 100
-                }),
-            ])]
-        );
-        let tagged = bridge_vlan_message(7, 200, false, false);
-        assert!(
-            tagged
-                .attributes
-                .contains(&LinkAttribute::AfSpecBridge(vec![
-                    AfSpecBridge::Flags(BridgeFlag::Controller),
-                    AfSpecBridge::VlanInfo(BridgeVlanInfo {
-                        flags: BridgeVlanInfoFlags::empty(),
-                        vid: 200
-                    }),
-                ]))
-        );
+        // `lo`: operstate UNKNOWN while running counts as up; no master 0.
+        let mut lo = Msg::link(nl::RTM_NEWLINK, header);
+        lo.u8(nl::IFLA_OPERSTATE, nl::IF_OPER_UNKNOWN)
+            .u32(nl::IFLA_MASTER, 0);
+        let l = link_view(lo.payload()).expect("link");
+        assert!(l.oper_up && l.master.is_none() && l.kind.is_none());
     }
 
     #[test]
     fn bridge_vlan_message_bytes_match_the_kernel_layout() {
-        use netlink_packet_core::Emitable;
-        let msg = bridge_vlan_message(3, 0x0102, true, false);
-        let mut buf = vec![0u8; msg.buffer_len()];
-        msg.emit(&mut buf);
+        let msg = bridge_vlan_message(nl::RTM_SETLINK, 3, 0x0102, true, false);
+        let buf = msg.payload();
         // ifinfomsg: family AF_BRIDGE (7), pad, type 0, index 3, flags 0, change 0.
         assert_eq!(buf[0], 7);
         assert_eq!(&buf[4..8], &3u32.to_ne_bytes());
@@ -1326,23 +1375,13 @@ mod tests {
 
     #[test]
     fn bridge_vlans_of_reads_every_vlan_info() {
-        let mut msg = link_header(4);
-        msg.header.interface_family = AddressFamily::Bridge;
-        msg.attributes = vec![
-            LinkAttribute::IfName("veth1".into()),
-            LinkAttribute::AfSpecBridge(vec![
-                AfSpecBridge::VlanInfo(BridgeVlanInfo {
-                    flags: BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged,
-                    vid: 1,
-                }),
-                AfSpecBridge::VlanInfo(BridgeVlanInfo {
-                    flags: BridgeVlanInfoFlags::empty(),
-                    vid: 300,
-                }),
-            ]),
-        ];
+        let mut msg = bridge_vlan_message(nl::RTM_NEWLINK, 4, 1, true, true);
+        // A second entry in its own AF_SPEC, as the dump may split them.
+        let at = msg.begin(nl::IFLA_AF_SPEC);
+        msg.attr(nl::IFLA_BRIDGE_VLAN_INFO, &[0, 0, 44, 1]);
+        msg.end(at);
         assert_eq!(
-            bridge_vlans_of(&msg),
+            bridge_vlans_of(msg.payload()),
             vec![
                 BridgeVlan {
                     vid: 1,
@@ -1367,14 +1406,35 @@ mod tests {
                 isolated: None,
             },
         );
+        assert_eq!(msg.kind(), nl::RTM_NEWLINK);
+        let info = find(body(&msg, IfInfo::LEN), nl::IFLA_LINKINFO).expect("linkinfo");
         assert_eq!(
-            msg.attributes,
-            vec![LinkAttribute::LinkInfo(vec![
-                LinkInfo::PortKind(InfoPortKind::Bridge),
-                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                    true
-                )])),
-            ])]
+            find(info, nl::IFLA_INFO_SLAVE_KIND)
+                .map(nl::str_of)
+                .as_deref(),
+            Some("bridge")
         );
+        let data = find(info, nl::IFLA_INFO_SLAVE_DATA).expect("slave data");
+        assert_eq!(
+            attrs(data).collect::<Vec<_>>(),
+            vec![(nl::IFLA_BRPORT_MODE, &[1u8][..])]
+        );
+    }
+
+    #[test]
+    fn rules_round_trip() {
+        let rule = RuleSpec {
+            family: Family::V4,
+            src: Some(net("10.0.0.5/32")),
+            table: 100,
+            priority: Some(32000),
+        };
+        let msg = rule_message(&rule, false);
+        let (h, _) = RtMsg::parse(msg.payload()).expect("header");
+        assert_eq!(h.kind, nl::FR_ACT_TO_TBL);
+        assert_eq!(rule_view(msg.payload(), Family::V4), Some(rule.clone()));
+        let del = rule_message(&rule, true);
+        assert_eq!(del.kind(), nl::RTM_DELRULE);
+        assert_eq!(RtMsg::parse(del.payload()).map(|(h, _)| h.kind), Some(0));
     }
 }

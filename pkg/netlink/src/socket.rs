@@ -3,22 +3,27 @@
 
 use std::io;
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
-    NetlinkBuffer, NetlinkMessage, NetlinkPayload,
-};
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use crate::codec::{
+    Msg, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_HDR_LEN, NLMSG_NOOP, NLMSG_OVERRUN,
+};
 use crate::error::{Error, Result};
+
+/// One message of a reply: its type and what follows its `nlmsghdr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) kind: u16,
+    pub(crate) payload: Vec<u8>,
+}
 
 /// Large enough for any datagram the kernel sends: dump skbs are capped at 32 KiB.
 const RECV_BUF_LEN: usize = 64 * 1024;
 /// How many times a dump interrupted by concurrent changes is started again (Go's
 /// `netlinksafe` retries the same way).
 pub(crate) const DUMP_ATTEMPTS: usize = 5;
-/// `struct nlmsghdr`.
-const HEADER_LEN: usize = 16;
+const HEADER_LEN: usize = NLMSG_HDR_LEN;
 /// `NLMSGERR_ATTR_MSG`: the extended-ack text.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
@@ -54,20 +59,16 @@ impl RouteSocket {
 
     /// Sends one request (`NLM_F_REQUEST | NLM_F_ACK | flags`) and returns the messages the
     /// kernel answered before its ACK.
-    pub(crate) fn request(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> Result<Vec<RouteNetlinkMessage>> {
-        let (replies, _) = self.exchange(msg, NLM_F_ACK | flags, false)?;
+    pub(crate) fn request(&mut self, msg: &Msg, flags: u16) -> Result<Vec<Reply>> {
+        let (replies, _) = self.exchange(msg, NLM_F_ACK | flags)?;
         Ok(replies)
     }
 
     /// Dumps (`NLM_F_DUMP`), starting again when the kernel flags the dump as interrupted by
     /// a concurrent change (`NLM_F_DUMP_INTR`), up to [`DUMP_ATTEMPTS`] times.
-    pub(crate) fn dump(&mut self, msg: &RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+    pub(crate) fn dump(&mut self, msg: &Msg) -> Result<Vec<Reply>> {
         for _ in 0..DUMP_ATTEMPTS {
-            let (replies, interrupted) = self.exchange(msg.clone(), NLM_F_DUMP, true)?;
+            let (replies, interrupted) = self.exchange(msg, NLM_F_DUMP)?;
             if !interrupted {
                 return Ok(replies);
             }
@@ -85,14 +86,9 @@ impl RouteSocket {
         self.restarts
     }
 
-    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
+    fn send(&mut self, msg: &Msg, flags: u16) -> Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let mut packet = NetlinkMessage::from(msg);
-        packet.header.flags = NLM_F_REQUEST | flags;
-        packet.header.sequence_number = self.seq;
-        packet.finalize();
-        let mut bytes = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut bytes);
+        let bytes = msg.finish(NLM_F_REQUEST | flags, self.seq);
         loop {
             match self.socket.send(&bytes, 0) {
                 Ok(_) => return Ok(()),
@@ -122,32 +118,33 @@ impl RouteSocket {
 
     /// One request and its replies up to the ACK (or DONE for a dump). Returns whether any
     /// reply carried `NLM_F_DUMP_INTR`.
-    fn exchange(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-        dump: bool,
-    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
+    fn exchange(&mut self, msg: &Msg, flags: u16) -> Result<(Vec<Reply>, bool)> {
         self.send(msg, flags)?;
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
             let len = self.recv()?;
             let mut offset = 0;
-            while offset < len {
+            while offset + HEADER_LEN <= len {
                 let Some(chunk) = self.buf.get(offset..len) else {
                     break;
                 };
-                let header = NetlinkBuffer::new_checked(chunk)
-                    .map_err(|e| Error::new("", None, format!("malformed netlink reply: {e}")))?;
-                let msg_len = header.length() as usize;
-                let (seq, port, msg_flags) = (
-                    header.sequence_number(),
-                    header.port_number(),
-                    header.flags(),
-                );
-                let raw = chunk.get(..msg_len).unwrap_or(chunk);
-                offset += msg_len.next_multiple_of(4).max(HEADER_LEN);
+                let field = |at: usize| chunk.get(at..at + 4).and_then(crate::codec::u32_of);
+                let (Some(msg_len), Some(seq), Some(port)) = (field(0), field(8), field(12)) else {
+                    break;
+                };
+                let msg_len = msg_len as usize;
+                if msg_len < HEADER_LEN || msg_len > chunk.len() {
+                    return Err(Error::new(
+                        "",
+                        None,
+                        format!("malformed netlink reply (length {msg_len})"),
+                    ));
+                }
+                let kind = u16::from_ne_bytes([chunk[4], chunk[5]]);
+                let msg_flags = u16::from_ne_bytes([chunk[6], chunk[7]]);
+                let payload = &chunk[HEADER_LEN..msg_len];
+                offset += msg_len.next_multiple_of(4);
                 // Replies to an earlier request that failed half-way are left over; skip them.
                 if seq != self.seq || (port != 0 && port != self.port) {
                     continue;
@@ -155,40 +152,39 @@ impl RouteSocket {
                 if msg_flags & NLM_F_DUMP_INTR != 0 {
                     interrupted = true;
                 }
-                let parsed = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
-                    Ok(parsed) => parsed,
-                    // One link or route we cannot decode must not fail a whole dump: the
-                    // caller looks for its own objects, which we can decode.
-                    Err(_) if dump => continue,
-                    Err(e) => {
-                        return Err(Error::new("", None, format!("decoding netlink reply: {e}")));
-                    }
-                };
-                match parsed.payload {
-                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
-                    NetlinkPayload::Error(e) => match e.code {
-                        None => return Ok((replies, interrupted)),
-                        Some(code) => {
-                            let ack = extended_ack(&e.header, msg_flags);
-                            return Err(Error::with_ack("", -code.get(), ack.as_deref()));
+                match kind {
+                    NLMSG_ERROR => {
+                        let code = payload
+                            .get(..4)
+                            .map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                        if code == 0 {
+                            return Ok((replies, interrupted));
                         }
-                    },
-                    NetlinkPayload::Done(done) => {
-                        if done.code < 0 {
+                        let ack = extended_ack(payload.get(4..).unwrap_or_default(), msg_flags);
+                        return Err(Error::with_ack("", -code, ack.as_deref()));
+                    }
+                    NLMSG_DONE => {
+                        let code = payload
+                            .get(..4)
+                            .map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                        if code < 0 {
                             let ack = if msg_flags & NLM_F_ACK_TLVS != 0 {
-                                ack_message(&done.extended_ack)
+                                ack_message(payload.get(4..).unwrap_or_default())
                             } else {
                                 None
                             };
-                            return Err(Error::with_ack("", -done.code, ack.as_deref()));
+                            return Err(Error::with_ack("", -code, ack.as_deref()));
                         }
                         return Ok((replies, interrupted));
                     }
-                    NetlinkPayload::Noop => {}
-                    NetlinkPayload::Overrun(_) => {
+                    NLMSG_NOOP => {}
+                    NLMSG_OVERRUN => {
                         return Err(Error::new("", Some(libc::ENOBUFS), "netlink overrun"));
                     }
-                    _ => {}
+                    _ => replies.push(Reply {
+                        kind,
+                        payload: payload.to_vec(),
+                    }),
                 }
             }
         }
