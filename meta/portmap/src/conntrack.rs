@@ -47,6 +47,13 @@ pub struct Conntrack {
     socket: NfSocket,
 }
 
+impl Conntrack {
+    /// The socket, for [`crate::linger`].
+    pub(crate) fn into_socket(self) -> NfSocket {
+        self.socket
+    }
+}
+
 /// One dumped entry: what deleting it takes, and what it is filtered by.
 #[derive(Debug)]
 struct Entry {

@@ -4,14 +4,18 @@
 //! `prevResult` unchanged.
 //!
 //! Processes per call (iptables backend, one mapping, IPv4 only): ADD 1 (`iptables-restore`;
-//! 3 on the host's first ADD), DEL 1, CHECK 1; none at all without mappings. A family with
-//! no container address is never touched. nftables backend: ADD 1 `nft -f` per family
-//! (2 on the host's first), DEL none (the rules are found and deleted over nf_tables
-//! netlink, [`nftrules`]). Conntrack entries are deleted over ctnetlink and
-//! `route_localnet` is set through netlink and `/proc`, without processes.
+//! 3 on the host's first ADD), DEL none where iptables-nft holds the rules (the container's
+//! chain and the jump to it are deleted over nf_tables netlink, [`nftrules`]; with
+//! iptables-legacy, 1 `iptables-restore`), CHECK 1; none at all without mappings. A family
+//! with no container address is never touched. nftables backend: ADD 1 `nft -f` per
+//! family (2 on the host's first), DEL none (the rules are found and deleted over nf_tables
+//! netlink). Conntrack entries are deleted over ctnetlink and `route_localnet` is set
+//! through netlink and `/proc`, without processes. DEL's netfilter sockets are released
+//! after the plugin exits ([`linger`]).
 
 mod config;
 mod conntrack;
+mod linger;
 mod nfnl;
 mod nftrules;
 
@@ -60,6 +64,7 @@ impl Plugin for Portmap {
             .add(&spec)
             .map_err(|e| cni_error(&e))
             .and_then(|()| after_add(&spec));
+        linger::hand_off();
         if let Err(e) = added {
             let _ = mapper.del(&spec);
             return Err(e);
@@ -82,7 +87,7 @@ impl Plugin for Portmap {
         let mut errors = Errors::default();
         let removed = match conf.backend {
             Backend::Nftables => del_nftables(&spec),
-            Backend::Iptables => Err(()),
+            Backend::Iptables => del_iptables_nft(&spec),
         };
         if removed.is_err() {
             errors.note(
@@ -92,6 +97,7 @@ impl Plugin for Portmap {
             );
         }
         flush_udp_conntrack(&spec, true);
+        linger::hand_off();
         errors.into_result()
     }
 
@@ -127,17 +133,42 @@ impl Plugin for Portmap {
     }
 }
 
-/// The nftables DEL over netlink (see [`nftrules`]): no process, and no listing of every
-/// rule; `Err` when the socket or the kernel failed, and the `nft` path should try.
-fn del_nftables(spec: &PortmapSpec) -> std::result::Result<(), ()> {
-    let families = match (spec.container_v4, spec.container_v6) {
+/// The families the container had addresses in; both when `prevResult` is missing.
+fn table_families(spec: &PortmapSpec) -> Vec<TableFamily> {
+    match (spec.container_v4, spec.container_v6) {
         (None, None) => vec![TableFamily::Ip, TableFamily::Ip6],
         (v4, v6) => v4
             .map(|_| TableFamily::Ip)
             .into_iter()
             .chain(v6.map(|_| TableFamily::Ip6))
             .collect(),
-    };
+    }
+}
+
+/// The iptables DEL over nf_tables netlink, where iptables-nft holds the container's
+/// chain (see [`nftrules::delete_iptables_chain`]); `Err` when anything is not as
+/// expected (iptables-legacy, a chain already gone, an old SNAT chain), and the
+/// `iptables-restore` path decides.
+fn del_iptables_nft(spec: &PortmapSpec) -> std::result::Result<(), ()> {
+    let chain = names::portmap_dnat_chain(&spec.network, &spec.container_id);
+    for family in table_families(spec) {
+        match nftrules::delete_iptables_chain(
+            family,
+            names::NAT_TABLE,
+            names::HOSTPORT_DNAT_CHAIN,
+            &chain,
+        ) {
+            Ok(nftrules::Removed::Done) => {}
+            Ok(nftrules::Removed::NotHere) | Err(_) => return Err(()),
+        }
+    }
+    Ok(())
+}
+
+/// The nftables DEL over netlink (see [`nftrules`]): no process, and no listing of every
+/// rule; `Err` when the socket or the kernel failed, and the `nft` path should try.
+fn del_nftables(spec: &PortmapSpec) -> std::result::Result<(), ()> {
+    let families = table_families(spec);
     let chains = [
         names::NFT_HOSTPORTS_CHAIN,
         names::NFT_HOSTIP_HOSTPORTS_CHAIN,
@@ -198,6 +229,7 @@ fn flush_udp_conntrack(spec: &PortmapSpec, only_container: bool) {
             let _ = ct.delete_udp_port(family, *port, reply_source);
         }
     }
+    linger::keep(ct.into_socket());
 }
 
 /// Sets `route_localnet` on the host interface that routes to `container`, so that

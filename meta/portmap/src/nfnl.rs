@@ -49,6 +49,12 @@ impl NfSocket {
         })
     }
 
+    /// The descriptor, for [`crate::linger`].
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.socket.as_raw_fd()
+    }
+
     /// A new sequence number for the next message.
     pub(crate) fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);

@@ -1,0 +1,84 @@
+//! Releasing netfilter sockets once nf_tables no longer has deletions pending.
+//!
+//! Releasing the last reference to a `NETLINK_NETFILTER` socket makes the kernel flush
+//! nf_tables' pending destroy work (`nft_rcv_nl_event`), which waits out an RCU grace
+//! period (10–20 ms here) whenever a transaction, ours or anyone's, deleted something
+//! just before, and it waits holding the namespace's commit mutex, so every other
+//! transaction in the namespace waits too. A plugin releases its sockets when it exits,
+//! right after its own deletion: the runtime waits for that exit, and the next plugin of
+//! the chain for the mutex.
+//!
+//! So DEL keeps its sockets ([`keep`]) and [`hand_off`] forks a child holding copies of
+//! them and nothing else. The plugin's exit then drops references that are not the last.
+//! The child waits for one grace period (`membarrier(MEMBARRIER_CMD_GLOBAL)` is a
+//! `synchronize_rcu()`), after which the destroy work queued by our deletion has run, and
+//! only then exits, releasing the sockets with nothing left to flush. It is reparented to
+//! init, which reaps it.
+
+use std::sync::{Mutex, PoisonError};
+
+use crate::nfnl::NfSocket;
+
+static KEPT: Mutex<Vec<NfSocket>> = Mutex::new(Vec::new());
+
+/// `MEMBARRIER_CMD_GLOBAL`.
+const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+
+/// Keeps `socket` open until [`hand_off`].
+pub(crate) fn keep(socket: NfSocket) {
+    KEPT.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(socket);
+}
+
+/// Hands every kept socket to a child that releases them a grace period later, then
+/// closes this process's copies. Without kept sockets it does nothing; if no child can
+/// be made, the sockets are closed here, as they would have been.
+pub(crate) fn hand_off() {
+    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(PoisonError::into_inner));
+    if kept.is_empty() {
+        return;
+    }
+    let mut keep_fds: Vec<libc::c_int> = kept.iter().map(NfSocket::raw_fd).collect();
+    keep_fds.sort_unstable();
+    fork_releaser(&keep_fds);
+    drop(kept);
+}
+
+/// Forks; the child closes every descriptor but `keep`, waits for a grace period and
+/// exits. Returns in the parent.
+#[allow(unsafe_code)]
+fn fork_releaser(keep: &[libc::c_int]) {
+    // SAFETY: after fork the child calls only async-signal-safe system calls (close_range,
+    // close, membarrier, _exit) on values computed before the fork, and never returns.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => unsafe {
+            let mut low: libc::c_uint = 0;
+            for fd in keep {
+                let fd = libc::c_uint::try_from(*fd).unwrap_or(0);
+                if fd > low {
+                    close_range(low, fd - 1);
+                }
+                low = fd + 1;
+            }
+            close_range(low, libc::c_uint::MAX);
+            libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
+            libc::_exit(0)
+        },
+        Ok(nix::unistd::ForkResult::Parent { .. }) | Err(_) => {}
+    }
+}
+
+/// close_range(2) (Linux 5.9); on older kernels, one close(2) per descriptor up to a
+/// bound past anything a plugin opens.
+#[allow(unsafe_code)]
+unsafe fn close_range(first: libc::c_uint, last: libc::c_uint) {
+    // SAFETY: closing descriptors this (child) process owns; no memory is touched.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, last, 0) != 0 {
+            for fd in first..=last.min(4096) {
+                libc::close(libc::c_int::try_from(fd).unwrap_or(-1));
+            }
+        }
+    }
+}
