@@ -18,6 +18,8 @@ mod state;
 
 use std::net::IpAddr;
 
+use rcni_firewall::nf::linger;
+use rcni_firewall::nf::rules::{Removed, TableFamily, delete_forward_rules};
 use rcni_firewall::{Firewalld, ForwardRules, Isolation, Prior};
 use rcni_skel::{Errors, Plugin, Request};
 use rcni_types::{Code, Error, Result, Success};
@@ -97,13 +99,47 @@ fn add_rules(
     }
 }
 
+/// The iptables DEL over nf_tables netlink where iptables-nft holds the rules (see
+/// [`rcni_firewall::nf::rules::delete_forward_rules`]): true when every family with an
+/// address had its rules found and deleted; otherwise the `iptables-restore` path decides
+/// (iptables-legacy, rules already gone).
+fn del_over_netlink(addresses: &[IpAddr]) -> bool {
+    let unmapped: Vec<IpAddr> = addresses
+        .iter()
+        .map(|ip| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*ip, IpAddr::V4),
+            IpAddr::V4(_) => *ip,
+        })
+        .collect();
+    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = unmapped.iter().partition(|ip| ip.is_ipv4());
+    [(TableFamily::Ip, v4), (TableFamily::Ip6, v6)]
+        .into_iter()
+        .filter(|(_, addrs)| !addrs.is_empty())
+        .all(|(family, addrs)| {
+            matches!(
+                delete_forward_rules(
+                    family,
+                    rcni_firewall::names::FILTER_TABLE,
+                    rcni_firewall::names::FWD_CHAIN,
+                    &addrs,
+                ),
+                Ok(Removed::Done)
+            )
+        })
+}
+
 /// Removes what `state` (or, without one, the config and `prevResult`) says was added.
 /// Shared plumbing and isolation rules stay, as in the reference.
 fn del_rules(state: &State, admin_chain: &str) -> Result<()> {
     match state.backend {
-        Backend::Iptables => ForwardRules::new(admin_chain, &state.addresses, None)
-            .and_then(|rules| rules.del())
-            .map_err(|e| cni_error(&e)),
+        Backend::Iptables => {
+            let rules = ForwardRules::new(admin_chain, &state.addresses, None)
+                .map_err(|e| cni_error(&e))?;
+            if del_over_netlink(&state.addresses) {
+                return Ok(());
+            }
+            rules.del().map_err(|e| cni_error(&e))
+        }
         Backend::Firewalld => Firewalld::new(&state.zone)
             .and_then(|zone| zone.del(&state.addresses))
             .map_err(|e| cni_error(&e)),
@@ -211,6 +247,7 @@ impl Plugin for Firewall {
                 state::remove(&file).map_err(io_error(format!("removing {}", file.display()))),
             );
         }
+        linger::hand_off();
         errors.into_result()
     }
 

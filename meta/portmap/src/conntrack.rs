@@ -14,7 +14,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::nfnl::{
+use rcni_firewall::nf::socket::{
     NFGEN_HDR_LEN, NLM_F_ACK, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, NfSocket, attr, attrs,
     check_ack, find, nested,
 };
@@ -48,7 +48,7 @@ pub struct Conntrack {
 }
 
 impl Conntrack {
-    /// The socket, for [`crate::linger`].
+    /// The socket, for [`rcni_firewall::nf::linger`].
     pub(crate) fn into_socket(self) -> NfSocket {
         self.socket
     }
@@ -166,7 +166,9 @@ fn parse_entry(payload: &[u8]) -> Entry {
         match kind {
             CTA_TUPLE_ORIG | CTA_ZONE | CTA_ID => {
                 entry.key.extend_from_slice(whole);
-                entry.key.resize(crate::nfnl::align(entry.key.len()), 0);
+                entry
+                    .key
+                    .resize(rcni_firewall::nf::socket::align(entry.key.len()), 0);
                 if kind == CTA_TUPLE_ORIG
                     && let Some(proto) = find(value, CTA_TUPLE_PROTO)
                 {

@@ -5,24 +5,22 @@
 //!
 //! Processes per call (iptables backend, one mapping, IPv4 only): ADD 1 (`iptables-restore`;
 //! 3 on the host's first ADD), DEL none where iptables-nft holds the rules (the container's
-//! chain and the jump to it are deleted over nf_tables netlink, [`nftrules`]; with
+//! chain and the jump to it are deleted over nf_tables netlink, [`rcni_firewall::nf::rules`]; with
 //! iptables-legacy, 1 `iptables-restore`), CHECK 1; none at all without mappings. A family
 //! with no container address is never touched. nftables backend: ADD 1 `nft -f` per
 //! family (2 on the host's first), DEL none (the rules are found and deleted over nf_tables
 //! netlink). Conntrack entries are deleted over ctnetlink and `route_localnet` is set
 //! through netlink and `/proc`, without processes. DEL's netfilter sockets are released
-//! after the plugin exits ([`linger`]).
+//! after the plugin exits ([`rcni_firewall::nf::linger`]).
 
 mod config;
 mod conntrack;
-mod linger;
-mod nfnl;
-mod nftrules;
 
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use nftrules::TableFamily;
+use rcni_firewall::nf::linger;
+use rcni_firewall::nf::rules::{self as nftrules, TableFamily};
 use rcni_firewall::{Backend, ErrorKind, PortmapSpec, Protocol, names};
 use rcni_netlink::{Family, LinkRef, Netlink, RealNetlink};
 use rcni_skel::{Errors, Plugin, Request};
@@ -165,7 +163,7 @@ fn del_iptables_nft(spec: &PortmapSpec) -> std::result::Result<(), ()> {
     Ok(())
 }
 
-/// The nftables DEL over netlink (see [`nftrules`]): no process, and no listing of every
+/// The nftables DEL over netlink (see [`rcni_firewall::nf::rules`]): no process, and no listing of every
 /// rule; `Err` when the socket or the kernel failed, and the `nft` path should try.
 fn del_nftables(spec: &PortmapSpec) -> std::result::Result<(), ()> {
     let families = table_families(spec);

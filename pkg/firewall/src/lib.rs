@@ -12,6 +12,7 @@ mod forward;
 mod iptables;
 mod masquerade;
 pub mod names;
+pub mod nf;
 mod nft;
 mod portmap;
 mod spoofcheck;

@@ -238,13 +238,34 @@ fn removal_script(saved: &SavedTable, chains: &[&str]) -> RestoreScript {
     script
 }
 
+/// The chains and the POSTROUTING jumps to them deleted over nf_tables netlink, where
+/// iptables-nft holds them (see [`crate::nf::rules::delete_iptables_chain`]); false
+/// leaves what is left to `iptables-restore`.
+fn del_over_netlink(family: Family, chains: &[&ContainerChain]) -> bool {
+    use crate::nf::rules::{Removed, TableFamily, delete_iptables_chain};
+    let table_family = match family {
+        Family::V4 => TableFamily::Ip,
+        Family::V6 => TableFamily::Ip6,
+    };
+    chains.iter().all(|c| {
+        matches!(
+            delete_iptables_chain(table_family, NAT_TABLE, POSTROUTING, &c.chain),
+            Ok(Removed::Done)
+        )
+    })
+}
+
 /// DEL for one family.
 ///
+/// 0. Where iptables-nft holds the rules: over nf_tables netlink, no process.
 /// 1. Optimistic, one process: delete the jumps we (or the reference) add, flush and delete
 ///    the chain. Any part missing fails the whole transaction, which then changed nothing.
 /// 2. Otherwise read the table and remove whatever is there: every rule jumping to the chain
 ///    (also the pre-v0.8 form `-s <ip/prefix>`), then the chain. Nothing there is success.
 fn del_family(family: Family, chains: &[&ContainerChain]) -> Result<()> {
+    if del_over_netlink(family, chains) {
+        return Ok(());
+    }
     let what = || {
         format!(
             "removing masquerade chain {} from {} table {NAT_TABLE}",

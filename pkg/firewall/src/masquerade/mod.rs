@@ -224,11 +224,14 @@ pub fn teardown_container(
     ifname: &str,
     rules: &[MasqueradeRule],
 ) -> Result<()> {
-    if rules.is_empty() {
+    let done = if rules.is_empty() {
         on_both_backends(|m| m.del_attachment(network, container_id, ifname))
     } else {
         teardown_all(rules)
-    }
+    };
+    // The nf_tables sockets used on the way are released a grace period later.
+    crate::nf::linger::hand_off();
+    done
 }
 
 /// DEL's `ipMasq` step of a bridge or ptp attachment: [`teardown_container`] with one rule per

@@ -274,6 +274,17 @@ impl Masquerade for NftablesMasquerade {
             return Ok(());
         }
         let what = || format!("removing masquerade rules from {}", table_what());
+        // Usually the table is not there at all (the iptables backend is the default): one
+        // dump says so without an `nft` process.
+        if crate::nf::rules::chain_is_empty(
+            crate::nf::rules::TableFamily::Inet,
+            NFT_MASQ_TABLE,
+            crate::names::NFT_MASQ_CHAIN,
+        )
+        .unwrap_or(false)
+        {
+            return Ok(());
+        }
         let listed = match list_masq_checks() {
             Ok(listed) => listed,
             // No nft at all: nothing of ours can exist (the reference ignores it too).

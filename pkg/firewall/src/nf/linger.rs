@@ -17,7 +17,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use crate::nfnl::NfSocket;
+use crate::nf::socket::NfSocket;
 
 static KEPT: Mutex<Vec<NfSocket>> = Mutex::new(Vec::new());
 
@@ -25,7 +25,7 @@ static KEPT: Mutex<Vec<NfSocket>> = Mutex::new(Vec::new());
 const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
 
 /// Keeps `socket` open until [`hand_off`].
-pub(crate) fn keep(socket: NfSocket) {
+pub fn keep(socket: NfSocket) {
     KEPT.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(socket);
@@ -34,7 +34,7 @@ pub(crate) fn keep(socket: NfSocket) {
 /// Hands every kept socket to a child that releases them a grace period later, then
 /// closes this process's copies. Without kept sockets it does nothing; if no child can
 /// be made, the sockets are closed here, as they would have been.
-pub(crate) fn hand_off() {
+pub fn hand_off() {
     let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(PoisonError::into_inner));
     if kept.is_empty() {
         return;

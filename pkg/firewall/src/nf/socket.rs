@@ -9,36 +9,36 @@ use std::io;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 /// `struct nlmsghdr` and `struct nfgenmsg`.
-pub(crate) const NLMSG_HDR_LEN: usize = 16;
-pub(crate) const NFGEN_HDR_LEN: usize = 4;
-pub(crate) const NLMSG_ERROR: u16 = 2;
-pub(crate) const NLMSG_DONE: u16 = 3;
-pub(crate) const NLM_F_REQUEST: u16 = 0x1;
-pub(crate) const NLM_F_ACK: u16 = 0x4;
+pub const NLMSG_HDR_LEN: usize = 16;
+pub const NFGEN_HDR_LEN: usize = 4;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_ACK: u16 = 0x4;
 /// Set on dump replies when the dumped objects changed meanwhile.
-pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
-pub(crate) const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
+pub const NLM_F_DUMP: u16 = 0x300;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const RECV_BUF_LEN: usize = 64 * 1024;
 
 /// One received message's header fields that matter here.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Header {
-    pub(crate) kind: u16,
-    pub(crate) flags: u16,
-    pub(crate) seq: u32,
+pub struct Header {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
 }
 
 /// An open socket in the calling thread's network namespace.
-pub(crate) struct NfSocket {
+pub struct NfSocket {
     socket: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
 impl NfSocket {
-    pub(crate) fn open() -> io::Result<NfSocket> {
+    pub fn open() -> io::Result<NfSocket> {
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
@@ -49,26 +49,20 @@ impl NfSocket {
         })
     }
 
-    /// The descriptor, for [`crate::linger`].
-    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+    /// The descriptor, for [`crate::nf::linger`].
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.socket.as_raw_fd()
     }
 
     /// A new sequence number for the next message.
-    pub(crate) fn next_seq(&mut self) -> u32 {
+    pub fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq
     }
 
     /// Sends one request and returns its sequence number.
-    pub(crate) fn send(
-        &mut self,
-        kind: u16,
-        flags: u16,
-        family: u8,
-        body: &[u8],
-    ) -> io::Result<u32> {
+    pub fn send(&mut self, kind: u16, flags: u16, family: u8, body: &[u8]) -> io::Result<u32> {
         let seq = self.next_seq();
         let msg = message(kind, flags, seq, family, 0, body);
         self.send_raw(&msg)?;
@@ -76,7 +70,7 @@ impl NfSocket {
     }
 
     /// Sends already built messages (a batch) in one datagram.
-    pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         loop {
             match self.socket.send(bytes, 0) {
                 Ok(_) => return Ok(()),
@@ -87,7 +81,7 @@ impl NfSocket {
     }
 
     /// The messages of the next datagram, with their payloads.
-    pub(crate) fn recv(&mut self) -> io::Result<Vec<(Header, Vec<u8>)>> {
+    pub fn recv(&mut self) -> io::Result<Vec<(Header, Vec<u8>)>> {
         loop {
             self.buf.clear();
             match self.socket.recv(&mut self.buf, libc::MSG_TRUNC) {
@@ -110,7 +104,7 @@ impl NfSocket {
     }
 
     /// Waits for the acknowledgement of request `seq`.
-    pub(crate) fn ack(&mut self, seq: u32) -> io::Result<()> {
+    pub fn ack(&mut self, seq: u32) -> io::Result<()> {
         loop {
             for (header, payload) in self.recv()? {
                 if header.seq == seq && header.kind == NLMSG_ERROR {
@@ -122,14 +116,7 @@ impl NfSocket {
 }
 
 /// One message: header, `nfgenmsg` (`res_id` in network order) and `body`.
-pub(crate) fn message(
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    family: u8,
-    res_id: u16,
-    body: &[u8],
-) -> Vec<u8> {
+pub fn message(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, body: &[u8]) -> Vec<u8> {
     let len = NLMSG_HDR_LEN + NFGEN_HDR_LEN + body.len();
     let mut msg = Vec::with_capacity(len);
     msg.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
@@ -144,12 +131,12 @@ pub(crate) fn message(
     msg
 }
 
-pub(crate) fn align(len: usize) -> usize {
+pub fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 
 /// Appends one attribute, padded to 4 bytes.
-pub(crate) fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let len = 4 + payload.len();
     buf.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
@@ -158,21 +145,21 @@ pub(crate) fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
 }
 
 /// Appends a NUL-terminated string attribute.
-pub(crate) fn attr_str(buf: &mut Vec<u8>, kind: u16, value: &str) {
+pub fn attr_str(buf: &mut Vec<u8>, kind: u16, value: &str) {
     let mut bytes = value.as_bytes().to_vec();
     bytes.push(0);
     attr(buf, kind, &bytes);
 }
 
 /// Appends a nested attribute whose content `fill` writes.
-pub(crate) fn nested(buf: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)) {
+pub fn nested(buf: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)) {
     let mut inner = Vec::new();
     fill(&mut inner);
     attr(buf, kind | NLA_F_NESTED, &inner);
 }
 
 /// The attributes in `data`: type (flags masked off), payload, and the whole attribute.
-pub(crate) fn attrs(mut data: &[u8]) -> Vec<(u16, &[u8], &[u8])> {
+pub fn attrs(mut data: &[u8]) -> Vec<(u16, &[u8], &[u8])> {
     let mut out = Vec::new();
     while let Some(head) = data.get(..4) {
         let len = usize::from(u16::from_ne_bytes([head[0], head[1]]));
@@ -187,7 +174,7 @@ pub(crate) fn attrs(mut data: &[u8]) -> Vec<(u16, &[u8], &[u8])> {
 }
 
 /// The payload of the first attribute of type `kind`.
-pub(crate) fn find(data: &[u8], kind: u16) -> Option<&[u8]> {
+pub fn find(data: &[u8], kind: u16) -> Option<&[u8]> {
     attrs(data)
         .into_iter()
         .find(|(k, _, _)| *k == kind)
@@ -220,7 +207,7 @@ fn messages(mut data: &[u8]) -> Vec<(Header, &[u8])> {
 }
 
 /// `NLMSG_ERROR`: 0 is an acknowledgement, anything else the request's errno.
-pub(crate) fn check_ack(payload: &[u8]) -> io::Result<()> {
+pub fn check_ack(payload: &[u8]) -> io::Result<()> {
     let errno = payload
         .get(..4)
         .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));

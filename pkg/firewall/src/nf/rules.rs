@@ -9,8 +9,9 @@
 //! transaction.
 
 use std::io;
+use std::net::IpAddr;
 
-use crate::nfnl::{
+use crate::nf::socket::{
     NFGEN_HDR_LEN, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NfSocket, attr,
     attr_str, attrs, check_ack, find, message,
 };
@@ -41,6 +42,17 @@ const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
+/// `payload` and `cmp` expressions.
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFTA_CMP_OP: u16 = 2;
+const NFTA_CMP_DATA: u16 = 3;
+const NFT_CMP_EQ: u32 = 0;
+const NFTA_DATA_VALUE: u16 = 1;
+/// `NF_ACCEPT`.
+const NF_ACCEPT: i32 = 1;
 /// `NFT_JUMP` (-3) and `NFT_GOTO` (-4), big-endian on the wire.
 const NFT_JUMP: i32 = -3;
 const NFT_GOTO: i32 = -4;
@@ -50,9 +62,34 @@ const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 /// DEL, is tried again.
 const ATTEMPTS: usize = 3;
 
-/// `NFPROTO_IPV4` or `NFPROTO_IPV6`, as in the `ip` and `ip6` table families.
+#[cfg(test)]
+thread_local! {
+    static OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes this thread's lookups find nothing, so tests reach the `iptables-restore` and
+/// `nft` paths that iptables-legacy hosts take.
+#[cfg(test)]
+pub(crate) fn off_on_this_thread() {
+    OFF.with(|o| o.set(true));
+}
+
+fn off() -> bool {
+    #[cfg(test)]
+    {
+        OFF.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
+/// `NFPROTO_INET`, `NFPROTO_IPV4` or `NFPROTO_IPV6`: the `inet`, `ip` and `ip6` table
+/// families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableFamily {
+    Inet,
     Ip,
     Ip6,
 }
@@ -60,10 +97,26 @@ pub enum TableFamily {
 impl TableFamily {
     fn nfproto(self) -> u8 {
         match self {
+            TableFamily::Inet => 1,
             TableFamily::Ip => 2,
             TableFamily::Ip6 => 10,
         }
     }
+}
+
+/// True when `family`'s `table` has no chain `chain` or the chain has no rules: one dump,
+/// no `nft` process. The socket is handed to [`crate::nf::linger`].
+///
+/// # Errors
+/// The socket failed or the kernel refused the dump.
+pub fn chain_is_empty(family: TableFamily, table: &str, chain: &str) -> io::Result<bool> {
+    if off() {
+        return Ok(false);
+    }
+    let mut socket = NfSocket::open()?;
+    let rules = dump_rules(&mut socket, family, table, chain);
+    crate::nf::linger::keep(socket);
+    Ok(rules?.is_empty())
 }
 
 /// The comment in a rule's user data, without its terminating NUL.
@@ -104,6 +157,21 @@ fn rules_where(
     chain: &str,
     ours: impl Fn(&[u8]) -> bool,
 ) -> io::Result<Vec<u64>> {
+    Ok(dump_rules(socket, family, table, chain)?
+        .into_iter()
+        .filter(|(_, rule)| ours(rule))
+        .map(|(handle, _)| handle)
+        .collect())
+}
+
+/// Every rule of `table`'s `chain`: its handle and its attributes; a missing table or
+/// chain has none.
+fn dump_rules(
+    socket: &mut NfSocket,
+    family: TableFamily,
+    table: &str,
+    chain: &str,
+) -> io::Result<Vec<(u64, Vec<u8>)>> {
     let mut body = Vec::new();
     attr_str(&mut body, NFTA_RULE_TABLE, table);
     attr_str(&mut body, NFTA_RULE_CHAIN, chain);
@@ -133,12 +201,11 @@ fn rules_where(
                     }
                     NFT_NEWRULE => {
                         let rule = payload.get(NFGEN_HDR_LEN..).unwrap_or_default();
-                        let ours = ours(rule);
                         let handle = find(rule, NFTA_RULE_HANDLE)
                             .and_then(|h| <[u8; 8]>::try_from(h).ok())
                             .map(u64::from_be_bytes);
-                        if let (true, Some(handle)) = (ours, handle) {
-                            handles.push(handle);
+                        if let Some(handle) = handle {
+                            handles.push((handle, rule.to_vec()));
                         }
                     }
                     _ => {}
@@ -270,30 +337,177 @@ pub fn delete_commented(
     Err(last.unwrap_or_else(|| io::Error::other("nf_tables rule deletion kept racing")))
 }
 
+/// One expression of a rule, as far as the lookups here need to tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expr<'a> {
+    /// `payload load <len>b @ <base> + <offset>`.
+    Payload { base: u32, offset: u32, len: u32 },
+    /// `cmp eq` with this value.
+    CmpEq(&'a [u8]),
+    /// An `immediate` verdict: its code and, for a jump or goto, the chain.
+    Verdict(i32, Option<&'a [u8]>),
+    /// Anything else, by name (`match`, `ct`, `counter`, ...).
+    Other(&'a [u8]),
+}
+
+/// The expressions of a rule (its attributes), in order.
+fn exprs(rule: &[u8]) -> Vec<Expr<'_>> {
+    let be32 = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(u32::from_be_bytes);
+    let Some(list) = find(rule, NFTA_RULE_EXPRESSIONS) else {
+        return Vec::new();
+    };
+    attrs(list)
+        .into_iter()
+        .filter(|(kind, _, _)| *kind == NFTA_LIST_ELEM)
+        .map(|(_, expr, _)| {
+            let name = find(expr, NFTA_EXPR_NAME).unwrap_or_default();
+            let name = name.strip_suffix(&[0]).unwrap_or(name);
+            let data = find(expr, NFTA_EXPR_DATA).unwrap_or_default();
+            match name {
+                b"payload" => {
+                    let field = |kind| find(data, kind).and_then(be32);
+                    match (
+                        field(NFTA_PAYLOAD_BASE),
+                        field(NFTA_PAYLOAD_OFFSET),
+                        field(NFTA_PAYLOAD_LEN),
+                    ) {
+                        (Some(base), Some(offset), Some(len)) => {
+                            Expr::Payload { base, offset, len }
+                        }
+                        _ => Expr::Other(name),
+                    }
+                }
+                b"cmp" => {
+                    let eq = find(data, NFTA_CMP_OP).and_then(be32) == Some(NFT_CMP_EQ);
+                    match find(data, NFTA_CMP_DATA).and_then(|d| find(d, NFTA_DATA_VALUE)) {
+                        Some(value) if eq => Expr::CmpEq(value),
+                        _ => Expr::Other(name),
+                    }
+                }
+                b"immediate" => {
+                    let verdict =
+                        find(data, NFTA_IMMEDIATE_DATA).and_then(|d| find(d, NFTA_DATA_VERDICT));
+                    let code = verdict
+                        .and_then(|v| find(v, NFTA_VERDICT_CODE))
+                        .and_then(be32)
+                        .map(|c| i32::from_be_bytes(c.to_be_bytes()));
+                    match code {
+                        Some(code) => Expr::Verdict(
+                            code,
+                            verdict
+                                .and_then(|v| find(v, NFTA_VERDICT_CHAIN))
+                                .map(|c| c.strip_suffix(&[0]).unwrap_or(c)),
+                        ),
+                        None => Expr::Other(name),
+                    }
+                }
+                _ => Expr::Other(name),
+            }
+        })
+        .collect()
+}
+
 /// True when a rule (its attributes) ends in a jump or goto to `target`: an `immediate`
 /// expression whose verdict names that chain, which is how iptables-nft writes `-j CHAIN`.
 fn jumps_to(rule: &[u8], target: &str) -> bool {
-    let Some(exprs) = find(rule, NFTA_RULE_EXPRESSIONS) else {
-        return false;
+    exprs(rule).iter().any(|e| {
+        matches!(e, Expr::Verdict(NFT_JUMP | NFT_GOTO, Some(chain)) if *chain == target.as_bytes())
+    })
+}
+
+/// Which address of a packet a rule compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Destination,
+}
+
+/// The address match of an iptables-nft rule (`-s ip/32` or `-d ip/128` is a payload load
+/// of the address from the network header, then `cmp eq`), when it compares `ip`.
+fn address_match(exprs: &[Expr<'_>], ip: IpAddr) -> Option<Side> {
+    let (bytes, src, dst): (Vec<u8>, u32, u32) = match ip {
+        IpAddr::V4(v4) => (v4.octets().to_vec(), 12, 16),
+        IpAddr::V6(v6) => (v6.octets().to_vec(), 8, 24),
     };
-    attrs(exprs)
-        .into_iter()
-        .filter(|(kind, _, _)| *kind == NFTA_LIST_ELEM)
-        .any(|(_, expr, _)| {
-            let immediate = find(expr, NFTA_EXPR_NAME).is_some_and(|n| n == b"immediate\0");
-            let verdict = find(expr, NFTA_EXPR_DATA)
-                .and_then(|d| find(d, NFTA_IMMEDIATE_DATA))
-                .and_then(|d| find(d, NFTA_DATA_VERDICT));
-            let Some(verdict) = verdict.filter(|_| immediate) else {
-                return false;
-            };
-            let code = find(verdict, NFTA_VERDICT_CODE)
-                .and_then(|c| <[u8; 4]>::try_from(c).ok())
-                .map(i32::from_be_bytes);
-            let chain = find(verdict, NFTA_VERDICT_CHAIN);
-            matches!(code, Some(NFT_JUMP | NFT_GOTO))
-                && chain.is_some_and(|c| c.strip_suffix(&[0]).unwrap_or(c) == target.as_bytes())
-        })
+    exprs.windows(2).find_map(|pair| match pair {
+        [
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset,
+                len,
+            },
+            Expr::CmpEq(value),
+        ] if *value == bytes.as_slice() && *len as usize == bytes.len() => match *offset {
+            o if o == src => Some(Side::Source),
+            o if o == dst => Some(Side::Destination),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// Handles of the firewall plugin's rules for `addresses` in `chain` (one copy each, as the
+/// reference deletes them): `-d <ip> -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`
+/// and `-s <ip> -j ACCEPT`, recognised by their address match, a conntrack match (only
+/// the first) and the accept verdict, with nothing else matching.
+fn forward_rule_handles(rules: &[(u64, Vec<Expr<'_>>)], addresses: &[IpAddr]) -> Vec<u64> {
+    let accepts = |e: &[Expr<'_>]| e.iter().any(|x| matches!(x, Expr::Verdict(NF_ACCEPT, _)));
+    let conntrack = |e: &[Expr<'_>]| e.iter().any(|x| matches!(x, Expr::Other(b"match" | b"ct")));
+    let mut taken: Vec<u64> = Vec::new();
+    for ip in addresses {
+        for want in [Side::Destination, Side::Source] {
+            let found = rules.iter().find(|(handle, e)| {
+                !taken.contains(handle)
+                    && address_match(e, *ip) == Some(want)
+                    && accepts(e)
+                    && conntrack(e) == (want == Side::Destination)
+            });
+            if let Some((handle, _)) = found {
+                taken.push(*handle);
+            }
+        }
+    }
+    taken
+}
+
+/// Deletes the firewall plugin's `CNI-FORWARD` rules for `addresses` (one family's) from
+/// `family`'s `filter` table, where iptables-nft holds them, in one transaction: what the
+/// iptables path's `-D` lines do, without a process. The socket is handed to
+/// [`crate::nf::linger`].
+///
+/// # Errors
+/// The socket failed, or the kernel refused the dump or the transaction.
+pub fn delete_forward_rules(
+    family: TableFamily,
+    table: &str,
+    chain: &str,
+    addresses: &[IpAddr],
+) -> io::Result<Removed> {
+    if off() {
+        return Ok(Removed::NotHere);
+    }
+    let mut socket = NfSocket::open()?;
+    let outcome = (|| {
+        for _ in 0..ATTEMPTS {
+            let dumped = dump_rules(&mut socket, family, table, chain)?;
+            let parsed: Vec<(u64, Vec<Expr<'_>>)> =
+                dumped.iter().map(|(h, r)| (*h, exprs(r))).collect();
+            let handles = forward_rule_handles(&parsed, addresses);
+            if handles.is_empty() {
+                return Ok(Removed::NotHere);
+            }
+            let rules: Vec<(&str, u64)> = handles.iter().map(|h| (chain, *h)).collect();
+            match delete_batch(&mut socket, family, table, &rules) {
+                Ok(()) => return Ok(Removed::Done),
+                // A concurrent change removed one first: look again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("nf_tables rule deletion kept racing"))
+    })();
+    crate::nf::linger::keep(socket);
+    outcome
 }
 
 /// What [`delete_iptables_chain`] found.
@@ -310,7 +524,7 @@ pub enum Removed {
 /// `from` that jump to it, as one transaction: what `iptables-restore` with `-D`, `-F` and
 /// `-X` lines does, without a process and without probing for xtables extensions (each
 /// probe opens and closes a netfilter socket, and a close waits out the grace period of
-/// any deletion still pending in the kernel). The socket is handed to [`crate::linger`].
+/// any deletion still pending in the kernel). The socket is handed to [`crate::nf::linger`].
 ///
 /// # Errors
 /// The socket failed, or the kernel refused the dump or the transaction.
@@ -320,6 +534,9 @@ pub fn delete_iptables_chain(
     from: &str,
     chain: &str,
 ) -> io::Result<Removed> {
+    if off() {
+        return Ok(Removed::NotHere);
+    }
     let mut socket = NfSocket::open()?;
     let outcome = (|| {
         for _ in 0..ATTEMPTS {
@@ -338,7 +555,7 @@ pub fn delete_iptables_chain(
         }
         Err(io::Error::other("nf_tables chain deletion kept racing"))
     })();
-    crate::linger::keep(socket);
+    crate::nf::linger::keep(socket);
     outcome
 }
 
@@ -510,7 +727,120 @@ mod tests {
                     .expect("no ip6 table"),
                 Removed::NotHere
             );
-            crate::linger::hand_off();
+            crate::nf::linger::hand_off();
+        })
+        .join()
+        .expect("test thread");
+    }
+
+    fn ip6tables(args: &[&str]) {
+        let out = Command::new("ip6tables")
+            .args(args)
+            .output()
+            .expect("ip6tables");
+        assert!(out.status.success(), "ip6tables {args:?}: {:?}", out.stderr);
+    }
+
+    fn saved(tool: &str) -> String {
+        let out = Command::new(tool)
+            .args(["-t", "filter"])
+            .output()
+            .expect("save");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The firewall plugin's rules, written by iptables as the reference writes them, are
+    /// found by address and deleted one copy each; other addresses and rules stay.
+    #[test]
+    fn deletes_the_forward_rules_of_an_address_one_copy_each() {
+        if !rcni_testkit::require_root() {
+            return;
+        }
+        std::thread::spawn(|| {
+            rcni_testkit::unshare_thread_netns();
+            iptables(&["-N", "CNI-FORWARD"]);
+            let own = |ip: &str| {
+                iptables(&[
+                    "-A",
+                    "CNI-FORWARD",
+                    "-d",
+                    ip,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "RELATED,ESTABLISHED",
+                    "-j",
+                    "ACCEPT",
+                ]);
+                iptables(&["-A", "CNI-FORWARD", "-s", ip, "-j", "ACCEPT"]);
+            };
+            own("10.88.0.2/32");
+            own("10.88.0.3/32");
+            own("10.88.0.2/32");
+            // Same address, not ours: a different target and an extra match.
+            iptables(&["-A", "CNI-FORWARD", "-s", "10.88.0.2/32", "-j", "DROP"]);
+            iptables(&[
+                "-A",
+                "CNI-FORWARD",
+                "-s",
+                "10.88.0.2/32",
+                "-p",
+                "tcp",
+                "-j",
+                "ACCEPT",
+            ]);
+            ip6tables(&["-N", "CNI-FORWARD"]);
+            ip6tables(&["-A", "CNI-FORWARD", "-s", "fd00::2/128", "-j", "ACCEPT"]);
+            ip6tables(&[
+                "-A",
+                "CNI-FORWARD",
+                "-d",
+                "fd00::2/128",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                "-j",
+                "ACCEPT",
+            ]);
+
+            let ip2: IpAddr = "10.88.0.2".parse().expect("ip");
+            let removed = delete_forward_rules(TableFamily::Ip, "filter", "CNI-FORWARD", &[ip2])
+                .expect("delete");
+            assert_eq!(removed, Removed::Done);
+            let v4 = saved("iptables-save");
+            assert_eq!(
+                v4.matches("-A CNI-FORWARD -s 10.88.0.2/32 -j ACCEPT")
+                    .count(),
+                1,
+                "{v4}"
+            );
+            assert_eq!(
+                v4.matches("-A CNI-FORWARD -d 10.88.0.2/32").count(),
+                1,
+                "{v4}"
+            );
+            assert_eq!(v4.matches("10.88.0.3/32").count(), 2, "{v4}");
+            assert!(v4.contains("-s 10.88.0.2/32 -j DROP"), "{v4}");
+            assert!(v4.contains("-s 10.88.0.2/32 -p tcp -j ACCEPT"), "{v4}");
+
+            let ip6: IpAddr = "fd00::2".parse().expect("ip");
+            let removed = delete_forward_rules(TableFamily::Ip6, "filter", "CNI-FORWARD", &[ip6])
+                .expect("delete v6");
+            assert_eq!(removed, Removed::Done);
+            let v6 = saved("ip6tables-save");
+            assert!(!v6.contains("fd00::2"), "{v6}");
+            assert_eq!(
+                delete_forward_rules(TableFamily::Ip6, "filter", "CNI-FORWARD", &[ip6])
+                    .expect("again"),
+                Removed::NotHere
+            );
+            assert_eq!(
+                delete_forward_rules(TableFamily::Ip, "filter", "NO-SUCH-CHAIN", &[ip2])
+                    .expect("no chain"),
+                Removed::NotHere
+            );
+            crate::nf::linger::hand_off();
         })
         .join()
         .expect("test thread");
