@@ -564,6 +564,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+    use crate::testutil::{in_private_netns, run_tool};
 
     #[test]
     fn comments_are_read_from_user_data() {
@@ -600,11 +601,7 @@ mod tests {
 
     #[test]
     fn deletes_only_the_commented_rules_of_the_chains() {
-        if !rcni_testkit::require_root() {
-            return;
-        }
-        std::thread::spawn(|| {
-            rcni_testkit::unshare_thread_netns();
+        in_private_netns("deletes_only_the_commented_rules_of_the_chains", || {
             nft("add table ip t
                  add chain ip t a
                  add chain ip t b
@@ -644,74 +641,62 @@ mod tests {
                 delete_commented(TableFamily::Ip, "missing", &["a"], "abc").expect("no table"),
                 0
             );
-        })
-        .join()
-        .expect("test thread");
-    }
-
-    fn iptables(args: &[&str]) {
-        let out = Command::new("iptables")
-            .args(args)
-            .output()
-            .expect("iptables");
-        assert!(out.status.success(), "iptables {args:?}: {:?}", out.stderr);
+        });
     }
 
     /// What iptables-nft wrote is found by its jump and deleted in one transaction; a
     /// chain that is not there changes nothing and says so.
     #[test]
     fn deletes_an_iptables_nft_chain_and_the_jumps_to_it() {
-        if !rcni_testkit::require_root() {
-            return;
-        }
-        std::thread::spawn(|| {
-            rcni_testkit::unshare_thread_netns();
+        in_private_netns("deletes_an_iptables_nft_chain_and_the_jumps_to_it", || {
             for chain in ["CNI-HOSTPORT-DNAT", "CNI-DN-a", "CNI-DN-b"] {
-                iptables(&["-t", "nat", "-N", chain]);
+                run_tool("iptables", &["-t", "nat", "-N", chain]);
             }
             for (chain, port) in [("CNI-DN-a", "8080"), ("CNI-DN-b", "8081")] {
-                iptables(&[
-                    "-t",
-                    "nat",
-                    "-A",
-                    "CNI-HOSTPORT-DNAT",
-                    "-p",
-                    "tcp",
-                    "-m",
-                    "comment",
-                    "--comment",
-                    "dnat name: \"n\" id: \"x\"",
-                    "-m",
-                    "multiport",
-                    "--dports",
-                    port,
-                    "-j",
-                    chain,
-                ]);
-                iptables(&[
-                    "-t",
-                    "nat",
-                    "-A",
-                    chain,
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    port,
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "10.1.2.2:80",
-                ]);
+                run_tool(
+                    "iptables",
+                    &[
+                        "-t",
+                        "nat",
+                        "-A",
+                        "CNI-HOSTPORT-DNAT",
+                        "-p",
+                        "tcp",
+                        "-m",
+                        "comment",
+                        "--comment",
+                        "dnat name: \"n\" id: \"x\"",
+                        "-m",
+                        "multiport",
+                        "--dports",
+                        port,
+                        "-j",
+                        chain,
+                    ],
+                );
+                run_tool(
+                    "iptables",
+                    &[
+                        "-t",
+                        "nat",
+                        "-A",
+                        chain,
+                        "-p",
+                        "tcp",
+                        "--dport",
+                        port,
+                        "-j",
+                        "DNAT",
+                        "--to-destination",
+                        "10.1.2.2:80",
+                    ],
+                );
             }
             let removed =
                 delete_iptables_chain(TableFamily::Ip, "nat", "CNI-HOSTPORT-DNAT", "CNI-DN-a")
                     .expect("delete");
             assert_eq!(removed, Removed::Done);
-            let saved = Command::new("iptables-save")
-                .args(["-t", "nat"])
-                .output()
-                .expect("save");
-            let saved = String::from_utf8_lossy(&saved.stdout);
+            let saved = run_tool("iptables-save", &["-t", "nat"]);
             assert!(!saved.contains("CNI-DN-a"), "{saved}");
             assert!(
                 saved.contains("-j CNI-DN-b") && saved.contains(":CNI-DN-b"),
@@ -728,121 +713,117 @@ mod tests {
                 Removed::NotHere
             );
             crate::nf::linger::hand_off();
-        })
-        .join()
-        .expect("test thread");
-    }
-
-    fn ip6tables(args: &[&str]) {
-        let out = Command::new("ip6tables")
-            .args(args)
-            .output()
-            .expect("ip6tables");
-        assert!(out.status.success(), "ip6tables {args:?}: {:?}", out.stderr);
-    }
-
-    fn saved(tool: &str) -> String {
-        let out = Command::new(tool)
-            .args(["-t", "filter"])
-            .output()
-            .expect("save");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        });
     }
 
     /// The firewall plugin's rules, written by iptables as the reference writes them, are
     /// found by address and deleted one copy each; other addresses and rules stay.
     #[test]
     fn deletes_the_forward_rules_of_an_address_one_copy_each() {
-        if !rcni_testkit::require_root() {
-            return;
-        }
-        std::thread::spawn(|| {
-            rcni_testkit::unshare_thread_netns();
-            iptables(&["-N", "CNI-FORWARD"]);
-            let own = |ip: &str| {
-                iptables(&[
-                    "-A",
-                    "CNI-FORWARD",
-                    "-d",
-                    ip,
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "RELATED,ESTABLISHED",
-                    "-j",
-                    "ACCEPT",
-                ]);
-                iptables(&["-A", "CNI-FORWARD", "-s", ip, "-j", "ACCEPT"]);
-            };
-            own("10.88.0.2/32");
-            own("10.88.0.3/32");
-            own("10.88.0.2/32");
-            // Same address, not ours: a different target and an extra match.
-            iptables(&["-A", "CNI-FORWARD", "-s", "10.88.0.2/32", "-j", "DROP"]);
-            iptables(&[
-                "-A",
-                "CNI-FORWARD",
-                "-s",
-                "10.88.0.2/32",
-                "-p",
-                "tcp",
-                "-j",
-                "ACCEPT",
-            ]);
-            ip6tables(&["-N", "CNI-FORWARD"]);
-            ip6tables(&["-A", "CNI-FORWARD", "-s", "fd00::2/128", "-j", "ACCEPT"]);
-            ip6tables(&[
-                "-A",
-                "CNI-FORWARD",
-                "-d",
-                "fd00::2/128",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "RELATED,ESTABLISHED",
-                "-j",
-                "ACCEPT",
-            ]);
+        in_private_netns(
+            "deletes_the_forward_rules_of_an_address_one_copy_each",
+            || {
+                run_tool("iptables", &["-N", "CNI-FORWARD"]);
+                let own = |ip: &str| {
+                    run_tool(
+                        "iptables",
+                        &[
+                            "-A",
+                            "CNI-FORWARD",
+                            "-d",
+                            ip,
+                            "-m",
+                            "conntrack",
+                            "--ctstate",
+                            "RELATED,ESTABLISHED",
+                            "-j",
+                            "ACCEPT",
+                        ],
+                    );
+                    run_tool("iptables", &["-A", "CNI-FORWARD", "-s", ip, "-j", "ACCEPT"]);
+                };
+                own("10.88.0.2/32");
+                own("10.88.0.3/32");
+                own("10.88.0.2/32");
+                // Same address, not ours: a different target and an extra match.
+                run_tool(
+                    "iptables",
+                    &["-A", "CNI-FORWARD", "-s", "10.88.0.2/32", "-j", "DROP"],
+                );
+                run_tool(
+                    "iptables",
+                    &[
+                        "-A",
+                        "CNI-FORWARD",
+                        "-s",
+                        "10.88.0.2/32",
+                        "-p",
+                        "tcp",
+                        "-j",
+                        "ACCEPT",
+                    ],
+                );
+                run_tool("ip6tables", &["-N", "CNI-FORWARD"]);
+                run_tool(
+                    "ip6tables",
+                    &["-A", "CNI-FORWARD", "-s", "fd00::2/128", "-j", "ACCEPT"],
+                );
+                run_tool(
+                    "ip6tables",
+                    &[
+                        "-A",
+                        "CNI-FORWARD",
+                        "-d",
+                        "fd00::2/128",
+                        "-m",
+                        "conntrack",
+                        "--ctstate",
+                        "RELATED,ESTABLISHED",
+                        "-j",
+                        "ACCEPT",
+                    ],
+                );
 
-            let ip2: IpAddr = "10.88.0.2".parse().expect("ip");
-            let removed = delete_forward_rules(TableFamily::Ip, "filter", "CNI-FORWARD", &[ip2])
-                .expect("delete");
-            assert_eq!(removed, Removed::Done);
-            let v4 = saved("iptables-save");
-            assert_eq!(
-                v4.matches("-A CNI-FORWARD -s 10.88.0.2/32 -j ACCEPT")
-                    .count(),
-                1,
-                "{v4}"
-            );
-            assert_eq!(
-                v4.matches("-A CNI-FORWARD -d 10.88.0.2/32").count(),
-                1,
-                "{v4}"
-            );
-            assert_eq!(v4.matches("10.88.0.3/32").count(), 2, "{v4}");
-            assert!(v4.contains("-s 10.88.0.2/32 -j DROP"), "{v4}");
-            assert!(v4.contains("-s 10.88.0.2/32 -p tcp -j ACCEPT"), "{v4}");
+                let ip2: IpAddr = "10.88.0.2".parse().expect("ip");
+                let removed =
+                    delete_forward_rules(TableFamily::Ip, "filter", "CNI-FORWARD", &[ip2])
+                        .expect("delete");
+                assert_eq!(removed, Removed::Done);
+                let v4 = run_tool("iptables-save", &["-t", "filter"]);
+                assert_eq!(
+                    v4.matches("-A CNI-FORWARD -s 10.88.0.2/32 -j ACCEPT")
+                        .count(),
+                    1,
+                    "{v4}"
+                );
+                assert_eq!(
+                    v4.matches("-A CNI-FORWARD -d 10.88.0.2/32").count(),
+                    1,
+                    "{v4}"
+                );
+                assert_eq!(v4.matches("10.88.0.3/32").count(), 2, "{v4}");
+                assert!(v4.contains("-s 10.88.0.2/32 -j DROP"), "{v4}");
+                assert!(v4.contains("-s 10.88.0.2/32 -p tcp -j ACCEPT"), "{v4}");
 
-            let ip6: IpAddr = "fd00::2".parse().expect("ip");
-            let removed = delete_forward_rules(TableFamily::Ip6, "filter", "CNI-FORWARD", &[ip6])
-                .expect("delete v6");
-            assert_eq!(removed, Removed::Done);
-            let v6 = saved("ip6tables-save");
-            assert!(!v6.contains("fd00::2"), "{v6}");
-            assert_eq!(
-                delete_forward_rules(TableFamily::Ip6, "filter", "CNI-FORWARD", &[ip6])
-                    .expect("again"),
-                Removed::NotHere
-            );
-            assert_eq!(
-                delete_forward_rules(TableFamily::Ip, "filter", "NO-SUCH-CHAIN", &[ip2])
-                    .expect("no chain"),
-                Removed::NotHere
-            );
-            crate::nf::linger::hand_off();
-        })
-        .join()
-        .expect("test thread");
+                let ip6: IpAddr = "fd00::2".parse().expect("ip");
+                let removed =
+                    delete_forward_rules(TableFamily::Ip6, "filter", "CNI-FORWARD", &[ip6])
+                        .expect("delete v6");
+                assert_eq!(removed, Removed::Done);
+                let v6 = run_tool("ip6tables-save", &["-t", "filter"]);
+                assert!(!v6.contains("fd00::2"), "{v6}");
+                assert_eq!(
+                    delete_forward_rules(TableFamily::Ip6, "filter", "CNI-FORWARD", &[ip6])
+                        .expect("again"),
+                    Removed::NotHere
+                );
+                assert_eq!(
+                    delete_forward_rules(TableFamily::Ip, "filter", "NO-SUCH-CHAIN", &[ip2])
+                        .expect("no chain"),
+                    Removed::NotHere
+                );
+                crate::nf::linger::hand_off();
+            },
+        );
     }
 }
