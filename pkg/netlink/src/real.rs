@@ -56,6 +56,19 @@ impl RealNetlink {
         }
     }
 
+    /// One RTM_GETLINK `msg`, without statistics; a missing link is
+    /// [`Error::link_not_found`], any other failure names `what`.
+    fn request_link(&mut self, mut msg: Msg, what: impl FnOnce() -> String) -> Result<Vec<Reply>> {
+        msg.u32(nl::IFLA_EXT_MASK, nl::RTEXT_FILTER_SKIP_STATS);
+        self.sock.request(&msg, 0).map_err(|e| {
+            if e.errno() == Some(libc::ENODEV) {
+                Error::link_not_found()
+            } else {
+                e.context(what())
+            }
+        })
+    }
+
     /// Sends a change to link `index`; on failure, names the link in `what`.
     fn change_link(
         &mut self,
@@ -149,7 +162,7 @@ impl RealNetlink {
 
 impl Netlink for RealNetlink {
     fn get_link(&mut self, link: &LinkRef) -> Result<Link> {
-        let mut msg = match link {
+        let msg = match link {
             LinkRef::Index(i) => Msg::link(nl::RTM_GETLINK, IfInfo::index(*i)),
             LinkRef::Name(n) => {
                 let mut msg = Msg::link(nl::RTM_GETLINK, IfInfo::default());
@@ -157,25 +170,14 @@ impl Netlink for RealNetlink {
                 msg
             }
         };
-        msg.u32(nl::IFLA_EXT_MASK, nl::RTEXT_FILTER_SKIP_STATS);
-        let replies = self.sock.request(&msg, 0).map_err(|e| {
-            if e.errno() == Some(libc::ENODEV) {
-                Error::link_not_found()
-            } else {
-                e.context(format!("looking up {link}"))
-            }
-        })?;
-        replies
-            .iter()
-            .filter(|m| m.kind == nl::RTM_NEWLINK)
-            .find_map(|m| link_view(&m.payload))
-            .ok_or_else(|| {
-                Error::new(
-                    format!("looking up {link}"),
-                    None,
-                    "no link in the kernel's reply",
-                )
-            })
+        let replies = self.request_link(msg, || format!("looking up {link}"))?;
+        links_of(&replies).find_map(link_view).ok_or_else(|| {
+            Error::new(
+                format!("looking up {link}"),
+                None,
+                "no link in the kernel's reply",
+            )
+        })
     }
 
     fn links(&mut self) -> Result<Vec<Link>> {
@@ -189,15 +191,8 @@ impl Netlink for RealNetlink {
     }
 
     fn link_data(&mut self, index: u32) -> Result<LinkData> {
-        let mut msg = Msg::link(nl::RTM_GETLINK, IfInfo::index(index));
-        msg.u32(nl::IFLA_EXT_MASK, nl::RTEXT_FILTER_SKIP_STATS);
-        let replies = self.sock.request(&msg, 0).map_err(|e| {
-            if e.errno() == Some(libc::ENODEV) {
-                Error::link_not_found()
-            } else {
-                e.context(format!("looking up link {index}"))
-            }
-        })?;
+        let msg = Msg::link(nl::RTM_GETLINK, IfInfo::index(index));
+        let replies = self.request_link(msg, || format!("looking up link {index}"))?;
         Ok(links_of(&replies)
             .next()
             .map_or(LinkData::Other, link_data_of))
