@@ -615,6 +615,65 @@ fn deleting_a_missing_link_is_not_found() {
     assert_eq!(e.errno(), Some(libc::ENODEV));
 }
 
+/// A pod veth: `eth0` inside `pod`, its peer `host` in this thread's namespace.
+fn pod_veth(nl: &mut RealNetlink, pod: &TestNetns, host: &str) {
+    let ns = pod.netns();
+    nl.create_veth(&VethSpec {
+        peer_ns: Some(ns.as_fd()),
+        ..veth(host, "eth0")
+    })
+    .expect("pod veth");
+}
+
+#[test]
+fn a_started_deletion_is_done_when_the_link_is_gone_from_both_namespaces() {
+    let Some(mut nl) = setup() else { return };
+    let pod = TestNetns::new();
+    for round in 0..3 {
+        pod_veth(&mut nl, &pod, "dl-host");
+        let ns = pod.netns();
+        let addr = "10.77.0.2/24";
+        let _ = pod.exec_ok(&["ip", "addr", "add", addr, "dev", "eth0"]);
+        let (addrs, deletion) = rcni_netlink::start_del_link_in(&ns, "eth0")
+            .expect("start")
+            .expect("eth0 is there");
+        assert_eq!(addrs, vec![net(addr)], "round {round}");
+        deletion.wait().expect("deleted");
+        // Gone on both sides the moment wait() returns, and the name is free again.
+        assert!(
+            ip_in(&pod, &["link", "show"])
+                .as_array()
+                .expect("links")
+                .iter()
+                .all(|l| l["ifname"] != "eth0")
+        );
+        assert!(
+            nl.get_link(&LinkRef::from("dl-host"))
+                .expect_err("peer gone")
+                .is_not_found()
+        );
+    }
+    // Nothing left to delete: no deletion at all.
+    assert!(
+        rcni_netlink::start_del_link_in(&pod.netns(), "eth0")
+            .expect("lookup")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_refused_deletion_is_reported_with_the_kernels_errno() {
+    let Some(_nl) = setup() else { return };
+    let pod = TestNetns::new();
+    // The loopback device cannot be deleted (it has no rtnl_link_ops).
+    let (_, deletion) = rcni_netlink::start_del_link_in(&pod.netns(), "lo")
+        .expect("start")
+        .expect("lo is there");
+    let e = deletion.wait().expect_err("lo stays");
+    assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "{e}");
+    assert_eq!(ip_in(&pod, &["link", "show", "lo"])[0]["ifname"], "lo");
+}
+
 #[test]
 fn moving_a_link_to_another_namespace() {
     let Some(mut nl) = setup() else { return };

@@ -19,6 +19,7 @@ use std::process::Command;
 use nix::sched::{CloneFlags, setns};
 use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
 
+pub mod detach;
 pub mod sysctl;
 
 /// The calling thread's network namespace file.

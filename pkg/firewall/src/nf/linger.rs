@@ -12,8 +12,8 @@
 //! them and nothing else. The plugin's exit then drops references that are not the last.
 //! The child waits for one grace period (`membarrier(MEMBARRIER_CMD_GLOBAL)` is a
 //! `synchronize_rcu()`), after which the destroy work queued by our deletion has run, and
-//! only then exits, releasing the sockets with nothing left to flush. It is reparented to
-//! init, which reaps it.
+//! only then exits, releasing the sockets with nothing left to flush (see
+//! `rcni_netns::detach`).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -39,46 +39,20 @@ pub fn hand_off() {
     if kept.is_empty() {
         return;
     }
-    let mut keep_fds: Vec<libc::c_int> = kept.iter().map(NfSocket::raw_fd).collect();
-    keep_fds.sort_unstable();
+    let keep_fds: Vec<libc::c_int> = kept.iter().map(NfSocket::raw_fd).collect();
     fork_releaser(&keep_fds);
     drop(kept);
 }
 
-/// Forks; the child closes every descriptor but `keep`, waits for a grace period and
-/// exits. Returns in the parent.
+/// Forks a child that keeps only `keep`, waits for a grace period and exits.
 #[allow(unsafe_code)]
 fn fork_releaser(keep: &[libc::c_int]) {
-    // SAFETY: after fork the child calls only async-signal-safe system calls (close_range,
-    // close, membarrier, _exit) on values computed before the fork, and never returns.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => unsafe {
-            let mut low: libc::c_uint = 0;
-            for fd in keep {
-                let fd = libc::c_uint::try_from(*fd).unwrap_or(0);
-                if fd > low {
-                    close_range(low, fd - 1);
-                }
-                low = fd + 1;
-            }
-            close_range(low, libc::c_uint::MAX);
+    // SAFETY: the child calls only membarrier and _exit. If no child can be made, the
+    // sockets are closed here, as they would have been.
+    let _ = unsafe {
+        rcni_netns::detach::fork_detached(keep, || {
             libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
             libc::_exit(0)
-        },
-        Ok(nix::unistd::ForkResult::Parent { .. }) | Err(_) => {}
-    }
-}
-
-/// close_range(2) (Linux 5.9); on older kernels, one close(2) per descriptor up to a
-/// bound past anything a plugin opens.
-#[allow(unsafe_code)]
-unsafe fn close_range(first: libc::c_uint, last: libc::c_uint) {
-    // SAFETY: closing descriptors this (child) process owns; no memory is touched.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first, last, 0) != 0 {
-            for fd in first..=last.min(4096) {
-                libc::close(libc::c_int::try_from(fd).unwrap_or(-1));
-            }
-        }
-    }
+        })
+    };
 }
