@@ -99,6 +99,12 @@ impl World {
     }
 
     fn start_dnsmasq(&mut self, extra: &[&str]) {
+        self.dnsmasq = Some(self.spawn_dnsmasq(extra));
+    }
+
+    /// dnsmasq, started and serving (its pid file written); for a caller that cannot
+    /// hand out `&mut self` (a test with an ADD running on another thread).
+    fn spawn_dnsmasq(&self, extra: &[&str]) -> Proc {
         let net = &self.net;
         let mut argv: Vec<String> = [
             "dnsmasq",
@@ -126,13 +132,15 @@ impl World {
         argv.push("--dhcp-option=option:domain-name,rcni.test".into());
         argv.extend(extra.iter().map(ToString::to_string));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        self.dnsmasq = Some(Proc::spawn(
+        let _ = std::fs::remove_file(self.dir.join("dnsmasq.pid"));
+        let dnsmasq = Proc::spawn(
             &self.host,
             "dnsmasq",
             &argv,
             &self.dir.join("dnsmasq.stderr"),
-        ));
+        );
         wait_for(|| self.dir.join("dnsmasq.pid").exists(), "dnsmasq pid file");
+        dnsmasq
     }
 
     fn socket(&self) -> PathBuf {
@@ -144,7 +152,12 @@ impl World {
     }
 
     fn start_daemon(&mut self, timeout: &str) {
-        self.spawn_daemon(&[], timeout);
+        self.start_daemon_with(&["-timeout", timeout]);
+    }
+
+    /// The daemon with `flags` after its socket, state and pid file flags.
+    fn start_daemon_with(&mut self, flags: &[&str]) {
+        self.spawn_daemon(&[], flags);
         // Logged once persisted leases are taken over and requests are served.
         let log = self.dir.join("daemon.log");
         wait_for(
@@ -163,11 +176,11 @@ impl World {
             "-l",
             socket.to_str().expect("utf8"),
         ];
-        self.spawn_daemon(&launcher, timeout);
+        self.spawn_daemon(&launcher, &["-timeout", timeout]);
         wait_for(|| socket.exists(), "the activation socket");
     }
 
-    fn spawn_daemon(&mut self, launcher: &[&str], timeout: &str) {
+    fn spawn_daemon(&mut self, launcher: &[&str], flags: &[&str]) {
         let _ = std::fs::remove_file(self.dir.join("daemon.log.old"));
         let log = self.dir.join("daemon.log");
         if log.exists() {
@@ -187,9 +200,8 @@ impl World {
             state.to_str().expect("utf8"),
             "-pidfile",
             pidfile.to_str().expect("utf8"),
-            "-timeout",
-            timeout,
         ]);
+        argv.extend(flags);
         self.daemon = Some(Proc::spawn(&self.host, "dhcp daemon", &argv, &log));
     }
 
@@ -242,6 +254,11 @@ impl World {
                 ))
             })
             .collect()
+    }
+
+    /// How many leases the daemon keeps in its state directory.
+    fn state_files(&self) -> usize {
+        std::fs::read_dir(self.dir.join("state")).map_or(0, Iterator::count)
     }
 
     fn lease_ips(&self) -> Vec<String> {
@@ -419,10 +436,7 @@ fn pods_get_distinct_leases_with_routes_and_dns_and_del_releases_them() {
         );
         assert_eq!(links_in(ns), ["lo"]);
     }
-    let state: Vec<_> = std::fs::read_dir(w.dir.join("state"))
-        .expect("state dir")
-        .collect();
-    assert!(state.is_empty(), "no lease left in the daemon's state");
+    assert_eq!(w.state_files(), 0, "no lease left in the daemon's state");
     w.stop_daemon();
 }
 
@@ -575,10 +589,7 @@ fn a_lease_nobody_renews_expires_and_sets_the_interface_down() {
     );
     list.verb(&w.host, &attach("pod1", &pod), "DEL", Some(&r))
         .unwrap_or_else(|o| panic!("DEL after expiry: {o:?}"));
-    let state = std::fs::read_dir(w.dir.join("state"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(state, 0, "DEL forgets the expired lease");
+    assert_eq!(w.state_files(), 0, "DEL forgets the expired lease");
 }
 
 /// Whether `ifname` in `ns` is administratively up.
@@ -758,13 +769,7 @@ fn bad_input_fails_clearly_and_leaves_no_interface_and_no_lease() {
     );
     assert_eq!(links_in(&pod), ["lo"], "no leftover interface");
     assert!(w.leases().is_empty());
-    assert!(
-        std::fs::read_dir(w.dir.join("state"))
-            .expect("state")
-            .next()
-            .is_none(),
-        "no lease kept by the daemon"
-    );
+    assert_eq!(w.state_files(), 0, "no lease kept by the daemon");
 
     // 3. Malformed configuration: refused before any DHCP traffic.
     w.start_dnsmasq(&[]);
@@ -813,6 +818,100 @@ fn bad_input_fails_clearly_and_leaves_no_interface_and_no_lease() {
         "{e}"
     );
     assert!(w.leases().is_empty());
+}
+
+/// `-resendmax` bounds the time between DISCOVERs: a server that comes up while an ADD
+/// waits is asked within about a second. mozim's own schedule would ask next 3, 7 and 15 s
+/// after its first DISCOVER (plus up to 2 s each): 10-14 s into this ADD, 4-8 s after the
+/// server started.
+#[test]
+fn resendmax_asks_again_soon_enough_for_a_server_that_comes_late() {
+    if !ready() {
+        return;
+    }
+    let mut w = World::new(11, &["none"]);
+    w.start_daemon_with(&["-timeout", "30s", "-resendmax", "1s"]);
+    let list = Conflist::new(w.conflist("rcni-dhcp11", &json!({})));
+    let pod = TestNetns::new();
+    let start = Instant::now();
+    let (added, answered, server_started, dnsmasq) = std::thread::scope(|s| {
+        let add = s.spawn(|| {
+            let r = list.add(&w.host, &attach("pod1", &pod));
+            (r, Instant::now())
+        });
+        std::thread::sleep(Duration::from_secs(6));
+        let server_started = Instant::now();
+        let dnsmasq = w.spawn_dnsmasq(&[]);
+        let (r, answered) = add.join().expect("the ADD thread");
+        (r, answered, server_started, dnsmasq)
+    });
+    w.dnsmasq = Some(dnsmasq);
+    let r = added.unwrap_or_else(|o| panic!("ADD: {o:?}\n{}", w.daemon_log()));
+    let after_server = answered.saturating_duration_since(server_started);
+    eprintln!(
+        "lease {after_server:?} after dnsmasq started, {:?} into the ADD",
+        answered - start
+    );
+    assert!(
+        answered > server_started && after_server < Duration::from_millis(3500),
+        "lease {after_server:?} after dnsmasq started ({:?} into the ADD)\n{}",
+        answered - start,
+        w.daemon_log()
+    );
+    let ip = bare(&ip_of(&r));
+    assert!(ip.starts_with(&format!("{}.", w.net)), "{ip}");
+    assert_eq!(
+        w.lease_ips(),
+        std::slice::from_ref(&ip),
+        "{}",
+        w.daemon_log()
+    );
+    assert_eq!(addrs_in(&pod, "eth0"), [ip_of(&r)]);
+    ipam_del(&w, &list, "pod1", &pod);
+    list.verb(&w.host, &attach("pod1", &pod), "DEL", Some(&r))
+        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
+    wait_for(|| w.leases().is_empty(), "the release");
+}
+
+/// `-resendtimeout` shorter than `-timeout` ends the acquisition: with no server the ADD
+/// fails with the try-again error after about 3 s (not 30), and leaves nothing behind.
+#[test]
+fn resendtimeout_ends_an_add_nobody_answers() {
+    if !ready() {
+        return;
+    }
+    let mut w = World::new(12, &["none"]);
+    w.start_daemon_with(&["-timeout", "30s", "-resendtimeout", "3s"]);
+    let list = Conflist::new(w.conflist("rcni-dhcp12", &json!({})));
+    let pod = TestNetns::new();
+    let start = Instant::now();
+    let e = list
+        .add(&w.host, &attach("pod1", &pod))
+        .expect_err("no server")
+        .err();
+    let took = start.elapsed();
+    eprintln!("ADD failed after {took:?}");
+    assert!(
+        (Duration::from_millis(2500)..Duration::from_secs(8)).contains(&took),
+        "ADD failed after {took:?}\n{}",
+        w.daemon_log()
+    );
+    assert_eq!(e["code"], 11, "{e}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no DHCP lease for eth0") && m.contains("within 3s")),
+        "{e}"
+    );
+    assert!(
+        w.daemon_log()
+            .contains("pod1/rcni-dhcp12/eth0: no lease after"),
+        "{}",
+        w.daemon_log()
+    );
+    assert_eq!(links_in(&pod), ["lo"], "no leftover interface");
+    assert!(w.leases().is_empty());
+    assert_eq!(w.state_files(), 0, "no lease kept by the daemon");
 }
 
 /// macvlan pods on a master that reaches the server's bridge. The Go macvlan runs IPAM

@@ -59,15 +59,18 @@ Usage of dhcp daemon:
   -pidfile string
         optional path to write daemon PID to
   -resendmax duration
-        accepted for compatibility; retransmissions back off up to 62s (default 1m2s)
+        longest wait for an answer before a new DISCOVER: 4 attempts of 2s (+-1s
+        jitter), then 4s doubling, each at most this (at least 500ms) (default 1m2s)
   -resendtimeout duration
-        accepted for compatibility (default 3m28s)
+        how long to keep asking for a lease; an ADD fails after this or -timeout,
+        whichever is shorter (default 3m28s)
   -socketpath string
         optional dhcp server socketpath (default /run/cni/dhcp.sock)
   -statedir string
         where leases are kept across restarts (default /run/cni/dhcp)
   -timeout duration
-        how long an ADD waits for a lease (default 10s)
+        how long an ADD waits for a lease, in total; acquiring one stops after this
+        or -resendtimeout, whichever is shorter (default 10s)
 ";
 
 impl Flags {
@@ -123,8 +126,14 @@ impl Flags {
         if flags.socket_path.as_os_str().is_empty() {
             flags.socket_path = PathBuf::from(crate::config::DEFAULT_SOCKET_PATH);
         }
-        if flags.timeout.is_zero() {
-            return Err("-timeout must be more than 0".into());
+        for (name, value) in [
+            ("timeout", flags.timeout),
+            ("resendmax", flags.resend_max),
+            ("resendtimeout", flags.resend_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("-{name} must be more than 0"));
+            }
         }
         Ok(flags)
     }
@@ -233,6 +242,11 @@ mod tests {
                 "invalid value \"10\" for flag -timeout",
             ),
             (vec!["-timeout", "0"], "-timeout must be more than 0"),
+            (vec!["-resendmax=0s"], "-resendmax must be more than 0"),
+            (
+                vec!["-resendtimeout", "0"],
+                "-resendtimeout must be more than 0",
+            ),
             (vec!["-broadcast=maybe"], "invalid boolean value"),
             (vec!["stray"], "unexpected argument"),
         ] {

@@ -6,12 +6,16 @@
 //! The thread answers its starter once (the result, or why there is none), then keeps
 //! the lease: renew at T1 (unicast), rebind at T2 (broadcast), and, past expiry, set the
 //! interface down and stop, as the reference does. Every new ACK is persisted.
+//!
+//! The first lease is asked for in attempts on the reference's retransmission schedule
+//! (see [`windows`]): mozim's own DISCOVER schedule (3, 7, 15, 31, 62 s) cannot be
+//! configured, so each attempt is a fresh client given one window.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use mozim::{DhcpV4Client, DhcpV4Config, DhcpV4Lease, DhcpV4State};
@@ -31,9 +35,22 @@ use crate::protocol::{LeaseKey, LeaseOptions};
 pub struct Ctx {
     /// Prepended to netns paths (`-hostprefix`).
     pub host_prefix: String,
-    /// Bound on acquiring a lease (`-timeout`).
+    /// Bound on acquiring a lease (`-timeout`), what an ADD waits at most.
     pub timeout: Duration,
+    /// Longest window of one acquisition attempt (`-resendmax`).
+    pub resend_max: Duration,
+    /// Bound on acquiring a lease (`-resendtimeout`), with `timeout`.
+    pub resend_timeout: Duration,
     pub store: Store,
+}
+
+impl Ctx {
+    /// How long acquiring a lease may take: the tighter of `-timeout` and
+    /// `-resendtimeout`.
+    #[must_use]
+    pub fn acquire_bound(&self) -> Duration {
+        self.timeout.min(self.resend_timeout)
+    }
 }
 
 /// What to get a lease for.
@@ -55,6 +72,24 @@ const RELEASE_DRAIN: Duration = Duration::from_millis(20);
 
 /// How long DEL waits for the lease thread to send DHCPRELEASE.
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// The reference's retransmission schedule (`plugins/ipam/dhcp/lease.go`): this many fast
+/// attempts of `FAST_WINDOW` ± `FAST_JITTER`, ...
+const FAST_ATTEMPTS: usize = 4;
+const FAST_WINDOW: Duration = Duration::from_secs(2);
+const FAST_JITTER: Duration = Duration::from_secs(1);
+/// ... then windows from this one, doubling, each at most `-resendmax`.
+const SLOW_START: Duration = Duration::from_secs(4);
+
+/// The shortest window (but the last, cut to the time left), whatever `-resendmax` says:
+/// a new mozim client waits up to 200 ms before its first DISCOVER, and the answer needs
+/// time to come back.
+const MIN_WINDOW: Duration = Duration::from_millis(500);
+
+/// How long the last attempt goes on past the bound when the server made an offer and
+/// the REQUEST is out: an ACK arriving then is released at once, so the server does not
+/// keep a lease nobody holds.
+const LATE_ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// The result's view of a lease, shared with the control side.
 #[derive(Debug, Default)]
@@ -408,7 +443,8 @@ impl Worker {
     }
 
     /// The first lease: a persisted one still valid is taken over as it is, an expired
-    /// one is asked for again (INIT-REBOOT), else DISCOVER; bounded by `-timeout`.
+    /// one is asked for again (INIT-REBOOT), else DISCOVER; bounded by `-timeout` and
+    /// `-resendtimeout`.
     async fn first_lease(
         &self,
         iface: &Iface,
@@ -427,10 +463,7 @@ impl Worker {
             return Ok((client, record.lease));
         }
         let previous = resume.map(|r| mozim_lease(&r.lease, 1));
-        let mut client = DhcpV4Client::init(self.config(iface)?, previous)
-            .await
-            .map_err(|e| Error::internal(format!("starting the DHCP client: {e}")))?;
-        let lease = self.acquire(&mut client).await?;
+        let (mut client, lease) = self.acquire(iface, previous).await?;
         match self.bound(&lease) {
             Ok(saved) => {
                 log(&format!(
@@ -449,29 +482,70 @@ impl Worker {
         }
     }
 
-    /// Runs the client until it is bound, within `-timeout`.
-    async fn acquire(&self, client: &mut DhcpV4Client) -> Result<DhcpV4Lease> {
+    /// Asks for a lease in attempts, one per window of [`windows`], until one is bound
+    /// or [`Ctx::acquire_bound`] has passed. Each attempt is a new client (new xid, new
+    /// raw socket), dropped before the next starts; the first asks for `previous` again
+    /// (INIT-REBOOT) when there is one. Returns the client that holds the lease.
+    async fn acquire(
+        &self,
+        iface: &Iface,
+        mut previous: Option<DhcpV4Lease>,
+    ) -> Result<(DhcpV4Client, DhcpV4Lease)> {
         let ifname = &self.spec.key.ifname;
-        let until_bound = async {
-            loop {
-                match client.run().await {
-                    Ok(DhcpV4State::Done(lease)) => return Ok(*lease),
-                    Ok(_) => {}
-                    Err(e) => return Err(e),
+        let config = self.config(iface)?;
+        let bound = self.ctx.acquire_bound();
+        let mut windows = windows(self.ctx.resend_max, bound, jitter).peekable();
+        let mut attempts = 0u32;
+        while let Some(window) = windows.next() {
+            attempts += 1;
+            let mut client = DhcpV4Client::init(config.clone(), previous.take())
+                .await
+                .map_err(|e| Error::internal(format!("starting the DHCP client: {e}")))?;
+            let mut offered = false;
+            match tokio::time::timeout(window, until_bound(&mut client, &mut offered)).await {
+                Ok(Ok(lease)) => return Ok((client, lease)),
+                Ok(Err(e)) => {
+                    return Err(Error::internal(format!(
+                        "DHCP client on {ifname} in netns {}: {e}",
+                        self.spec.netns
+                    )));
                 }
+                Err(_) if offered && windows.peek().is_none() => {
+                    self.release_late_ack(&mut client).await;
+                }
+                // The next attempt starts over with a DISCOVER; the server offers an
+                // address it committed to this client id again.
+                Err(_) => {}
             }
-        };
-        match tokio::time::timeout(self.ctx.timeout, until_bound).await {
-            Ok(Ok(lease)) => Ok(lease),
-            Ok(Err(e)) => Err(Error::internal(format!(
-                "DHCP client on {ifname} in netns {}: {e}",
-                self.spec.netns
-            ))),
-            Err(_) => Err(Error::try_again(format!(
-                "no DHCP lease for {ifname} in netns {} within {:?}: no server answered",
-                self.spec.netns, self.ctx.timeout
-            ))
-            .with_details(format!("client id {}", self.client_id()))),
+        }
+        log(&format!(
+            "{}: no lease after {attempts} attempts in {bound:?}",
+            self.client_id()
+        ));
+        Err(Error::try_again(format!(
+            "no DHCP lease for {ifname} in netns {} within {bound:?}: no server answered",
+            self.spec.netns
+        ))
+        .with_details(format!("client id {}", self.client_id())))
+    }
+
+    /// The bound ran out after an offer, with the REQUEST out: waits a moment for the
+    /// ACK and releases what it grants, so the failed ADD leaves no lease at the server.
+    async fn release_late_ack(&self, client: &mut DhcpV4Client) {
+        let mut offered = true;
+        let late = tokio::time::timeout(LATE_ACK_WAIT, until_bound(client, &mut offered)).await;
+        if let Ok(Ok(lease)) = late {
+            let sent = client.release(&lease).await;
+            tokio::time::sleep(RELEASE_DRAIN).await;
+            log(&format!(
+                "{}: lease {} acknowledged after the bound, {}",
+                self.client_id(),
+                lease.yiaddr,
+                match sent {
+                    Ok(()) => "released".to_string(),
+                    Err(e) => format!("DHCPRELEASE could not be sent: {e}"),
+                }
+            ));
         }
     }
 
@@ -562,6 +636,75 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// Runs `client` until it is bound; `offered` is set once a server made an offer (the
+/// REQUEST goes out next).
+async fn until_bound(
+    client: &mut DhcpV4Client,
+    offered: &mut bool,
+) -> std::result::Result<DhcpV4Lease, mozim::DhcpError> {
+    loop {
+        match client.run().await? {
+            DhcpV4State::Done(lease) => return Ok(*lease),
+            DhcpV4State::Selecting => *offered = true,
+            _ => {}
+        }
+    }
+}
+
+/// The windows of the acquisition attempts, as the reference's retransmission schedule
+/// (§3.10): `FAST_ATTEMPTS` of `FAST_WINDOW` ± `FAST_JITTER` (`jitter` gives the fraction
+/// of `FAST_JITTER`, in -1..1), then `SLOW_START` doubling; each at most `resend_max`
+/// (but at least `MIN_WINDOW`), the last cut to what is left of `bound`, so they add up
+/// to `bound`. Within a window mozim retransmits only after 3 s, 7 s more, ..., so no two
+/// DISCOVERs are further apart than the longest window (plus the up to 200 ms a new mozim
+/// client waits before its first DISCOVER).
+fn windows(
+    resend_max: Duration,
+    bound: Duration,
+    mut jitter: impl FnMut() -> f64,
+) -> impl Iterator<Item = Duration> {
+    let cap = resend_max.max(MIN_WINDOW);
+    let mut left = bound;
+    let mut fast = 0;
+    let mut slow = SLOW_START;
+    std::iter::from_fn(move || {
+        if left.is_zero() {
+            return None;
+        }
+        let nominal = if fast < FAST_ATTEMPTS {
+            fast += 1;
+            let j = jitter();
+            let j = if j.is_nan() { 0.0 } else { j.clamp(-1.0, 1.0) };
+            if j < 0.0 {
+                FAST_WINDOW.saturating_sub(FAST_JITTER.mul_f64(-j))
+            } else {
+                FAST_WINDOW.saturating_add(FAST_JITTER.mul_f64(j))
+            }
+        } else {
+            let w = slow;
+            slow = slow.saturating_mul(2);
+            w
+        };
+        let window = nominal.min(cap).min(left);
+        left -= window;
+        Some(window)
+    })
+}
+
+/// A fraction in -1..1 for the fast windows' jitter. The crate has no random number
+/// generator of its own: std's randomly keyed hasher (new keys for every `RandomState`)
+/// over the clock's nanoseconds serves.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    let bits = (h.finish() >> 32) as u32;
+    f64::from(bits) / f64::from(u32::MAX) * 2.0 - 1.0
 }
 
 /// A mozim lease from saved fields, `elapsed` seconds after it was bound: the times are
@@ -775,6 +918,69 @@ mod tests {
         l.subnet_mask = Ipv4Addr::UNSPECIFIED;
         let e = lease_result(&l, None).expect_err("no mask");
         assert_eq!(e.msg, "DHCP option Subnet Mask not found in DHCPACK");
+    }
+
+    fn millis(w: &[Duration]) -> Vec<u128> {
+        w.iter().map(Duration::as_millis).collect()
+    }
+
+    #[test]
+    fn windows_follow_the_reference_schedule_and_add_up_to_the_bound() {
+        let s = Duration::from_secs;
+        // The reference's defaults, no jitter: 4 × 2 s, then 4, 8, 16, 32, 62, 62, ...
+        let w: Vec<Duration> = windows(s(62), s(208), || 0.0).collect();
+        assert_eq!(
+            millis(&w),
+            [
+                2000, 2000, 2000, 2000, 4000, 8000, 16000, 32000, 62000, 62000, 16000
+            ]
+        );
+        assert_eq!(w.iter().sum::<Duration>(), s(208));
+
+        // Jitter moves the fast windows within 1..3 s and nothing else.
+        let mut js = [-1.0, -0.5, 0.75, 1.0, 0.3, 0.3].into_iter();
+        let w: Vec<Duration> = windows(s(62), s(30), || js.next().expect("4 asked")).collect();
+        assert_eq!(millis(&w), [1000, 1500, 2750, 3000, 4000, 8000, 9750]);
+        assert_eq!(w.iter().sum::<Duration>(), s(30));
+        // Whatever the jitter source says.
+        for j in [-7.0, 7.0, f64::NAN] {
+            let fast: Vec<Duration> = windows(s(62), s(60), || j).take(4).collect();
+            assert!(
+                fast.iter().all(|w| (s(1)..=s(3)).contains(w)),
+                "{j}: {fast:?}"
+            );
+        }
+        for _ in 0..100 {
+            let w: Vec<Duration> = windows(s(62), s(60), jitter).collect();
+            assert!(w[..4].iter().all(|w| (s(1)..=s(3)).contains(w)), "{w:?}");
+            assert_eq!(&w[4..6], [s(4), s(8)]);
+            assert_eq!(w.iter().sum::<Duration>(), s(60));
+        }
+    }
+
+    #[test]
+    fn windows_are_capped_at_resend_max_and_cut_at_the_bound() {
+        let s = Duration::from_secs;
+        let w: Vec<Duration> = windows(s(5), s(30), || 0.9).collect();
+        assert_eq!(millis(&w), [2900, 2900, 2900, 2900, 4000, 5000, 5000, 4400]);
+        assert_eq!(w.iter().sum::<Duration>(), s(30));
+        // -resendmax 1s: a DISCOVER every second.
+        let w: Vec<Duration> = windows(s(1), s(6), || 0.5).collect();
+        assert_eq!(w, vec![s(1); 6]);
+        // A bound shorter than one window is the only window.
+        let w: Vec<Duration> = windows(s(62), Duration::from_millis(1500), || 0.9).collect();
+        assert_eq!(w, [Duration::from_millis(1500)]);
+        // Windows too short for an answer are lengthened, but never past the bound.
+        let w: Vec<Duration> = windows(Duration::from_millis(1), s(1), || 0.0).collect();
+        assert_eq!(w, [MIN_WINDOW, MIN_WINDOW]);
+        assert_eq!(windows(s(1), Duration::ZERO, || 0.0).count(), 0);
+    }
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        let js: Vec<f64> = (0..200).map(|_| jitter()).collect();
+        assert!(js.iter().all(|j| (-1.0..=1.0).contains(j)), "{js:?}");
+        assert!(js.iter().any(|j| *j < -0.5) && js.iter().any(|j| *j > 0.5));
     }
 
     #[test]

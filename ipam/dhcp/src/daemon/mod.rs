@@ -81,6 +81,8 @@ fn run(flags: &Flags) -> std::result::Result<(), String> {
         ctx: Arc::new(Ctx {
             host_prefix: flags.host_prefix.clone(),
             timeout: flags.timeout,
+            resend_max: flags.resend_max,
+            resend_timeout: flags.resend_timeout,
             store,
         }),
         leases: Mutex::new(HashMap::new()),
