@@ -17,7 +17,6 @@ use ipnetwork::IpNetwork;
 use rcni_netns::NetNs;
 
 mod codec;
-mod deletion;
 mod error;
 mod fake;
 mod mac;
@@ -28,7 +27,6 @@ mod tuntap;
 mod types;
 mod veth;
 
-pub use deletion::Deletion;
 pub use error::{Error, Result};
 pub use fake::{Call, FakeNetlink, Op};
 pub use mac::{format_mac, parse_mac, random_veth_name};
@@ -41,8 +39,8 @@ pub use types::{
     LinkData, LinkRef, MacvlanMode, MacvlanSpec, RouteSpec, RuleSpec, VethSpec, VlanSpec, scope,
 };
 pub use veth::{
-    PodVeth, VETH_NAME_ATTEMPTS, VethPair, create_veth_pair, del_link_by_name_addr, del_link_in,
-    start_del_link_in,
+    Deletion, PodVeth, VETH_NAME_ATTEMPTS, VethPair, create_veth_pair, del_link_by_name_addr,
+    del_link_in, start_del_link_in,
 };
 
 /// The kernel operations plugins use, on one namespace. Object-safe: `&mut dyn Netlink`.

@@ -41,15 +41,6 @@ impl RealNetlink {
         Ok(RealNetlink { sock })
     }
 
-    /// See `RouteSocket::prepare`.
-    pub(crate) fn prepare(&mut self, msg: &Msg) -> (Vec<u8>, u32) {
-        self.sock.prepare(msg)
-    }
-
-    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
-        self.sock.raw_fd()
-    }
-
     /// How many dumps on this socket were started again because a concurrent change
     /// interrupted them (`NLM_F_DUMP_INTR`).
     #[must_use]

@@ -86,17 +86,6 @@ impl RouteSocket {
         self.restarts
     }
 
-    /// The bytes and sequence number of request `msg` (with `NLM_F_ACK`) for another
-    /// process to send on this socket; this one sends nothing more afterwards.
-    pub(crate) fn prepare(&mut self, msg: &Msg) -> (Vec<u8>, u32) {
-        self.seq = self.seq.wrapping_add(1);
-        (msg.finish(NLM_F_REQUEST | NLM_F_ACK, self.seq), self.seq)
-    }
-
-    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
-    }
-
     fn send(&mut self, msg: &Msg, flags: u16) -> Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let bytes = msg.finish(NLM_F_REQUEST | flags, self.seq);

@@ -143,28 +143,47 @@ pub fn del_link_in(ns: &rcni_netns::NetNs, ifname: &str) -> Result<Option<Vec<Ip
     Ok(Some(addrs))
 }
 
+/// A link deletion under way on a thread of its own (see [`start_del_link_in`]).
+#[must_use = "a deletion's outcome is known only from wait()"]
+pub struct Deletion(std::thread::JoinHandle<Result<()>>);
+
+impl Deletion {
+    /// Waits for the kernel to finish the deletion; "not found" counts as done.
+    ///
+    /// # Errors
+    /// The kernel refused the deletion.
+    pub fn wait(self) -> Result<()> {
+        self.0
+            .join()
+            .unwrap_or_else(|_| Err(Error::new("deleting a link", None, "the thread panicked")))
+    }
+}
+
 /// Looks `ifname` up inside `ns`, takes its universe-scope addresses and starts deleting
-/// it, so the caller can do other teardown meanwhile. [`Deletion::wait`] returns once the
-/// kernel has removed the device from the namespace, not after the RCU barrier the kernel
-/// waits out before acknowledging (~15 ms here, most of a DEL; see the `deletion`
-/// module). `None` when there is no such link.
+/// it on a thread of its own, so the caller can do other teardown meanwhile: the kernel
+/// answers a link deletion only after an RCU grace period (~15 ms here, most of a DEL),
+/// and a firewall transaction that deletes rules waits out one of its own. `None` when
+/// there is no such link.
 ///
 /// # Errors
 /// The namespace cannot be entered, the lookup fails for another reason than "not
-/// found", or neither a child process nor a thread can be started.
+/// found", or the thread cannot be started.
 pub fn start_del_link_in(
     ns: &rcni_netns::NetNs,
     ifname: &str,
-) -> Result<Option<(Vec<IpNetwork>, crate::Deletion)>> {
-    // The sockets are opened inside `ns` and stay bound to it on any thread.
-    let (nl, watch) = ns
-        .run(|| (crate::RealNetlink::new(), crate::deletion::link_watch()))
-        .map_err(|e| Error::from_io(format!("entering netns {}", ns.path().display()), &e))?;
-    let mut nl = nl?;
+) -> Result<Option<(Vec<IpNetwork>, Deletion)>> {
+    // The socket is opened inside `ns` and stays bound to it on any thread.
+    let mut nl = ns
+        .run(crate::RealNetlink::new)
+        .map_err(|e| Error::from_io(format!("entering netns {}", ns.path().display()), &e))??;
     let Some((index, addrs)) = link_and_addresses(&mut nl, ifname)? else {
         return Ok(None);
     };
-    Ok(Some((addrs, crate::deletion::start(nl, watch, index)?)))
+    let thread = std::thread::Builder::new()
+        .name("del-link".into())
+        .spawn(move || delete_if_there(&mut nl, index))
+        .map_err(|e| Error::from_io("starting the link deletion", &e))?;
+    Ok(Some((addrs, Deletion(thread))))
 }
 
 #[cfg(test)]
