@@ -306,7 +306,8 @@ pub fn del_container_interface(kind: Option<&str>, req: &Request) -> Result<()> 
 ///    own: the kernel answers a link deletion only after an RCU grace period;
 /// 3. meanwhile `teardown` runs with the interface's addresses (empty when it is gone),
 ///    so its firewall transactions wait out their grace periods at the same time;
-/// 4. IPAM and the deletion are waited for.
+/// 4. IPAM and the deletion are waited for, and then the kernel's destroy work of the
+///    rule deletions (`rcni_firewall::nf::linger::settle`).
 ///
 /// Already gone is success: no netns, a netns that no longer exists, no such interface.
 ///
@@ -349,6 +350,10 @@ pub fn del_container_interface_and(
     if let Some(deletion) = deletion {
         others.note(deletion.wait().map_err(failed));
     }
+    // The link deletion outlasts a grace period, so what is left of the destroy work of
+    // `teardown`'s rule deletions is short; it is waited for here rather than by the next
+    // tool to release a netfilter socket.
+    rcni_firewall::nf::linger::settle();
     // IPAM's error first, unchanged.
     let mut errors = rcni_skel::Errors::default();
     errors.note(ipam.and_then(|running| running.map_or(Ok(()), |r| r.wait().map(|_| ()))));

@@ -15,11 +15,15 @@
 //! only then exits, releasing the sockets with nothing left to flush (see
 //! `rcni_netns::detach`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::nf::socket::NfSocket;
 
 static KEPT: Mutex<Vec<NfSocket>> = Mutex::new(Vec::new());
+
+/// Whether this process committed a deletion (see [`settle`]).
+static DELETED: AtomicBool = AtomicBool::new(false);
 
 /// `MEMBARRIER_CMD_GLOBAL`.
 const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
@@ -29,6 +33,23 @@ pub fn keep(socket: NfSocket) {
     KEPT.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(socket);
+}
+
+/// Records that this process committed an nf_tables deletion: its destroy work is
+/// pending in the kernel for a grace period.
+pub fn note_deletion() {
+    DELETED.store(true, Ordering::Relaxed);
+}
+
+/// Waits until the kernel has run the destroy work of this process's deletions, if it
+/// made any: releasing a fresh netfilter socket flushes it. A plugin whose DEL ends with
+/// a longer wait of its own (a link deletion) calls this after it, so the last of that
+/// work is paid for here, not by whichever tool next releases a netfilter socket on the
+/// host (an ADD's `iptables-restore`, say). Without a deletion it does nothing.
+pub fn settle() {
+    if DELETED.swap(false, Ordering::Relaxed) {
+        drop(NfSocket::open());
+    }
 }
 
 /// Hands every kept socket to a child that releases them a grace period later, then

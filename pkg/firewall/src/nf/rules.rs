@@ -300,7 +300,13 @@ fn delete_batch_and_chains(
             }
         }
     }
-    first_error.map_or(Ok(()), Err)
+    match first_error {
+        Some(e) => Err(e),
+        None => {
+            crate::nf::linger::note_deletion();
+            Ok(())
+        }
+    }
 }
 
 /// Deletes every rule of `chains` in `family`'s `table` commented with `comment`; returns
