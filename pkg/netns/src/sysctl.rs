@@ -34,11 +34,30 @@ pub fn read(key: &str) -> io::Result<String> {
 /// differs: some writes have side effects even when unchanged (`ip_forward` resets every
 /// per-interface IPv4 setting).
 pub fn write(key: &str, value: &str) -> io::Result<()> {
-    if read(key)?.trim() == value.trim() {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let path = path_of(key);
+    // One open for both: a /proc/sys path walk is most of the cost. A file that cannot
+    // be opened for writing (read-only /proc/sys, a read-only key) may still hold the
+    // value already, which is success: the read-then-write path decides.
+    let Ok(mut file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    else {
+        if read(key)?.trim() == value.trim() {
+            return Ok(());
+        }
+        return std::fs::write(&path, value).map_err(|e| with_path(e, "writing", &path));
+    };
+    let mut current = String::new();
+    file.read_to_string(&mut current)
+        .map_err(|e| with_path(e, "reading", &path))?;
+    if current.trim() == value.trim() {
         return Ok(());
     }
-    let path = path_of(key);
-    std::fs::write(&path, value).map_err(|e| with_path(e, "writing", &path))
+    file.write_all_at(value.as_bytes(), 0)
+        .map_err(|e| with_path(e, "writing", &path))
 }
 
 /// Keeps the errno kind and names the file, as a bare "Permission denied" does not.
@@ -87,5 +106,26 @@ mod tests {
         // kernel/ostype is read-only: a write would fail, so success proves none happened.
         write("kernel.ostype", "Linux").expect("unchanged value");
         assert!(write("kernel.ostype", "Plan9").is_err());
+    }
+
+    #[test]
+    fn a_changed_value_is_written_and_a_missing_key_named() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        // A thread of its own in a namespace of its own: the host's settings stay as they are.
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            let key = "net/ipv4/conf/lo/arp_notify";
+            for value in ["1", "0", "1"] {
+                write(key, value).expect("write");
+                assert_eq!(read(key).expect("read"), value);
+            }
+            let e = write("net/ipv4/conf/rcni-nonexistent/arp_notify", "1").expect_err("missing");
+            assert_eq!(e.kind(), io::ErrorKind::NotFound);
+            assert!(e.to_string().contains("rcni-nonexistent"), "{e}");
+        })
+        .join()
+        .expect("test thread");
     }
 }
