@@ -709,13 +709,25 @@ pub(crate) fn veth_message(spec: &VethSpec<'_>) -> Msg {
     if let Some(master) = spec.master {
         msg.u32(nl::IFLA_MASTER, master);
     }
+    one_queue(&mut msg);
     link_info(&mut msg, "veth", |m| {
         let peer = m.begin(nl::VETH_INFO_PEER);
         m.raw_link_header(IfInfo::default());
         link_attrs(m, &spec.peer_name, spec.mtu, spec.peer_mac, spec.peer_ns);
+        one_queue(m);
         m.end(peer);
     });
     msg
+}
+
+/// One transmit and one receive queue, as a veth ends up using anyway. Without them the
+/// kernel allocates one per possible CPU and then cuts the count in use back to one
+/// (`veth_init_queues`), which waits out an expedited RCU grace period holding the rtnl
+/// lock, twice per pair: under parallel ADDs that kept every other netlink request on the
+/// host waiting.
+fn one_queue(msg: &mut Msg) {
+    msg.u32(nl::IFLA_NUM_TX_QUEUES, 1)
+        .u32(nl::IFLA_NUM_RX_QUEUES, 1);
 }
 
 pub(crate) fn macvlan_message(spec: &MacvlanSpec<'_>) -> Msg {

@@ -153,8 +153,14 @@ fn veth_peer_is_born_in_the_other_namespace() {
     assert_eq!(shown[0]["address"], format_mac(mac));
     assert_eq!(shown[0]["mtu"], 1400);
     assert_eq!(shown[0]["linkinfo"]["info_kind"], "veth");
-    let host_shown = ip(&["link", "show", "veth0a0b0c0d"]);
+    let host_shown = ip(&["-d", "link", "show", "veth0a0b0c0d"]);
     assert!(host_shown[0].get("link_netnsid").is_some(), "{host_shown}");
+    // One queue each way on both ends: the count a veth uses by default, allocated as
+    // such rather than cut back from one per CPU (which waits holding the rtnl lock).
+    for (end, shown) in [("host", &host_shown), ("container", &shown)] {
+        assert_eq!(shown[0]["num_tx_queues"], 1, "{end}: {shown}");
+        assert_eq!(shown[0]["num_rx_queues"], 1, "{end}: {shown}");
+    }
 
     // Deleting the host end takes the container end with it.
     host.del_link(h.index).expect("delete");
