@@ -322,6 +322,15 @@ fn ipam_del(w: &World, list: &Conflist, cid: &str, ns: &TestNetns) {
     let _ = w.host.run(&our_plugins(), "dhcp", &env, &conf).ok();
 }
 
+/// The end of a pod: the lease released through the dhcp plugin, the conflist's DEL, and
+/// dnsmasq's lease file empty again.
+fn del_pod(w: &World, list: &Conflist, cid: &str, ns: &TestNetns, result: &Value) {
+    ipam_del(w, list, cid, ns);
+    list.verb(&w.host, &attach(cid, ns), "DEL", Some(result))
+        .unwrap_or_else(|o| panic!("DEL {cid}: {o:?}"));
+    wait_for(|| w.leases().is_empty(), "the release");
+}
+
 fn ip_of(result: &Value) -> String {
     result["ips"][0]["address"]
         .as_str()
@@ -530,10 +539,7 @@ fn the_lease_is_renewed_before_it_runs_out() {
     );
     assert!(w.daemon_log().contains("renewed"), "{}", w.daemon_log());
     assert_eq!(addrs_in(&pod, "eth0"), [ip_of(&r)]);
-    ipam_del(&w, &list, "pod1", &pod);
-    list.verb(&w.host, &attach("pod1", &pod), "DEL", Some(&r))
-        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
-    wait_for(|| w.leases().is_empty(), "the release");
+    del_pod(&w, &list, "pod1", &pod, &r);
 }
 
 /// The path a lease takes when nobody renews it: renewal (unicast, from T1), rebinding
@@ -641,10 +647,7 @@ fn a_daemon_restart_keeps_the_pods_address_and_its_renewals() {
     assert_eq!(addrs_in(&pod, "eth0"), [ip_of(&r)]);
     assert!(ping(&pod, &format!("{}.1", w.net)));
     // And releases it.
-    ipam_del(&w, &list, "pod1", &pod);
-    list.verb(&w.host, &attach("pod1", &pod), "DEL", Some(&r))
-        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
-    wait_for(|| w.leases().is_empty(), "the release");
+    del_pod(&w, &list, "pod1", &pod, &r);
 }
 
 #[test]
@@ -701,10 +704,7 @@ fn gc_releases_the_leases_of_attachments_no_longer_valid() {
         .ok();
     assert_eq!(w.lease_ips(), [bare(&ip_of(&r1))]);
     let _ = r2;
-    ipam_del(&w, &list, "pod1", &p1);
-    list.verb(&w.host, &attach("pod1", &p1), "DEL", Some(&r1))
-        .expect("DEL pod1");
-    wait_for(|| w.leases().is_empty(), "the release");
+    del_pod(&w, &list, "pod1", &p1, &r1);
 }
 
 #[test]
@@ -867,10 +867,7 @@ fn resendmax_asks_again_soon_enough_for_a_server_that_comes_late() {
         w.daemon_log()
     );
     assert_eq!(addrs_in(&pod, "eth0"), [ip_of(&r)]);
-    ipam_del(&w, &list, "pod1", &pod);
-    list.verb(&w.host, &attach("pod1", &pod), "DEL", Some(&r))
-        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
-    wait_for(|| w.leases().is_empty(), "the release");
+    del_pod(&w, &list, "pod1", &pod, &r);
 }
 
 /// `-resendtimeout` shorter than `-timeout` ends the acquisition: with no server the ADD
