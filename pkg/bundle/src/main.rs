@@ -34,6 +34,8 @@ fn main() {
             std::process::exit(rcni_dhcp::daemon::main(rest.skip(1).collect()));
         }
     }
+    // A delegate (IPAM) on CNI_PATH that is this executable runs in this process.
+    rcni_invoke::run_own_delegates_in_process(rcni_bundle::find);
     match rcni_bundle::find(&name) {
         Some(plugin) => rcni_skel::run(plugin.as_ref()),
         None => {

@@ -4,13 +4,35 @@
 //!
 //! [`Delegate::start`] returns as soon as the process runs, so a plugin can create its
 //! links while IPAM works ([`Running::wait`] collects the answer): DESIGN §7.
+//!
+//! In the multi-call binary, a delegate whose file on CNI_PATH is this very executable
+//! (the `host-local -> cni` symlink of the multi-call layout) is run in this process
+//! instead, through the same dispatcher and with the same environment and stdin: exec'ing
+//! it would run the same code ([`run_own_delegates_in_process`]).
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
+use std::sync::OnceLock;
 
-use rcni_skel::{Command, Request};
+use rcni_skel::{Command, Env, Plugin, Request};
 use rcni_types::{Error, Result, Success};
+
+/// How the multi-call binary finds its plugins by name.
+pub type FindPlugin = fn(&str) -> Option<Box<dyn Plugin>>;
+
+static OWN_PLUGINS: OnceLock<FindPlugin> = OnceLock::new();
+
+/// The delegates that may run in-process: file and socket work only, no namespace or
+/// process state of their own.
+const IN_PROCESS_KINDS: [&str; 2] = ["host-local", "static"];
+
+/// Lets delegates that are this executable run in-process (see the module docs); called
+/// by the multi-call binary before it dispatches.
+pub fn run_own_delegates_in_process(find: FindPlugin) {
+    let _ = OWN_PLUGINS.set(find);
+}
 
 /// A delegated plugin of a given `type`, resolved on CNI_PATH.
 #[derive(Debug, Clone)]
@@ -55,6 +77,34 @@ impl Delegate {
         req: &Request,
         stdin: &[u8],
     ) -> Result<Running> {
+        let launch = match self.own_plugin() {
+            Some(plugin) => Launch::Ran(run_in_process(plugin.as_ref(), command, req, stdin)),
+            None => Launch::Started(self.spawn(command, req, stdin)?),
+        };
+        Ok(Running {
+            kind: self.kind.clone(),
+            command,
+            launch,
+            version: req.version().to_string(),
+        })
+    }
+
+    /// The plugin this delegate runs, when its file is this executable and it may run
+    /// in-process.
+    fn own_plugin(&self) -> Option<Box<dyn Plugin>> {
+        let find = OWN_PLUGINS.get()?;
+        if !IN_PROCESS_KINDS.contains(&self.kind.as_str()) {
+            return None;
+        }
+        let file = std::fs::metadata(&self.binary).ok()?;
+        let own = std::fs::metadata("/proc/self/exe").ok()?;
+        (file.dev() == own.dev() && file.ino() == own.ino())
+            .then(|| find(&self.kind))
+            .flatten()
+    }
+
+    /// Starts the delegate's process and writes its stdin.
+    fn spawn(&self, command: Command, req: &Request, stdin: &[u8]) -> Result<Child> {
         let netns = req
             .netns
             .as_deref()
@@ -84,12 +134,7 @@ impl Delegate {
         if let Some(mut pipe) = child.stdin.take() {
             let _ = pipe.write_all(stdin);
         }
-        Ok(Running {
-            kind: self.kind.clone(),
-            command,
-            child,
-            version: req.version().to_string(),
-        })
+        Ok(child)
     }
 
     /// Runs ADD to completion and returns its result.
@@ -109,12 +154,73 @@ impl Delegate {
     }
 }
 
+/// The CNI_* variables a delegate is given; anything else comes from this process's
+/// environment, as an exec'd delegate inherits it.
+struct DelegateEnv<'a> {
+    set: [(&'static str, &'a str); 6],
+}
+
+impl Env for DelegateEnv<'_> {
+    fn var(&self, key: &str) -> Option<String> {
+        match self.set.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => Some((*v).to_string()),
+            None => std::env::var(key).ok(),
+        }
+    }
+}
+
+/// Runs `plugin` as the delegate's process would run: same dispatcher, environment and
+/// stdin; returns its exit status and output.
+fn run_in_process(plugin: &dyn Plugin, command: Command, req: &Request, stdin: &[u8]) -> Ran {
+    let netns = req
+        .netns
+        .as_deref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = std::env::join_paths(&req.path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let env = DelegateEnv {
+        set: [
+            ("CNI_COMMAND", command.as_str()),
+            ("CNI_CONTAINERID", &req.container_id),
+            ("CNI_NETNS", &netns),
+            ("CNI_IFNAME", &req.ifname),
+            ("CNI_ARGS", &req.raw_args),
+            ("CNI_PATH", &path),
+        ],
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let status = rcni_skel::run_with(plugin, &env, &mut &stdin[..], &mut stdout, &mut stderr);
+    Ran {
+        success: status == 0,
+        stdout,
+        stderr,
+    }
+}
+
+/// A delegate that ran in this process.
+#[derive(Debug)]
+struct Ran {
+    success: bool,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// The delegate's process, or what it answered in this process.
+#[derive(Debug)]
+enum Launch {
+    Started(Child),
+    Ran(Ran),
+}
+
 /// A started delegate.
 #[derive(Debug)]
 pub struct Running {
     kind: String,
     command: Command,
-    child: Child,
+    launch: Launch,
     version: String,
 }
 
@@ -127,11 +233,20 @@ impl Running {
     pub fn wait(self) -> Result<Vec<u8>> {
         let kind = self.kind;
         let verb = self.command.as_str();
-        let out = self
-            .child
-            .wait_with_output()
-            .map_err(|e| Error::internal(format!("waiting for {kind} plugin ({verb}): {e}")))?;
-        if out.status.success() {
+        let out = match self.launch {
+            Launch::Started(child) => {
+                let out = child.wait_with_output().map_err(|e| {
+                    Error::internal(format!("waiting for {kind} plugin ({verb}): {e}"))
+                })?;
+                Ran {
+                    success: out.status.success(),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                }
+            }
+            Launch::Ran(ran) => ran,
+        };
+        if out.success {
             return Ok(out.stdout);
         }
         if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
@@ -189,4 +304,75 @@ pub fn find_in_path(kind: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
                 list.join(" ")
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use rcni_types::IpConfig;
+
+    use super::*;
+
+    /// Stands in for the multi-call binary's `static`: answers ADD, refuses DEL.
+    struct Answers;
+
+    impl Plugin for Answers {
+        fn name(&self) -> &'static str {
+            "static"
+        }
+
+        fn add(&self, req: &Request) -> Result<Success> {
+            Ok(Success {
+                cni_version: req.version().to_string(),
+                ips: vec![IpConfig::new(
+                    "10.9.8.7/24".parse().expect("cidr"),
+                    None,
+                    None,
+                )],
+                ..Success::default()
+            })
+        }
+
+        fn del(&self, req: &Request) -> Result<()> {
+            Err(Error::internal(format!(
+                "refused in this process for {} on {}",
+                req.container_id, req.ifname
+            )))
+        }
+
+        fn check(&self, _req: &Request) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_delegate_that_is_this_executable_runs_in_process_through_the_dispatcher() {
+        run_own_delegates_in_process(|kind| {
+            (kind == "static").then(|| Box::new(Answers) as Box<dyn Plugin>)
+        });
+        // Exec'ing the test binary could not answer as a plugin: only the in-process
+        // path gives these results.
+        let exe = std::env::current_exe().expect("own executable");
+        let mut req = rcni_testkit::request(Command::Add, "bridge", &serde_json::json!({}));
+        req.netns = Some("/run/netns/rcni-invoke-test-none".into());
+        req.path = vec![exe.parent().expect("directory").to_path_buf()];
+        let delegate = Delegate {
+            kind: "static".into(),
+            binary: exe.clone(),
+        };
+        let result = delegate.add(&req).expect("ADD in process");
+        assert_eq!(result.ips[0].address.to_string(), "10.9.8.7/24");
+        let e = delegate.call(Command::Del, &req).expect_err("DEL refused");
+        assert_eq!(e.msg, "refused in this process for ctr on eth0");
+        // Another file of the same name is not this executable: it would be exec'd.
+        let other = Delegate {
+            kind: "static".into(),
+            binary: PathBuf::from("/bin/sh"),
+        };
+        assert!(other.own_plugin().is_none());
+        let not_allowed = Delegate {
+            kind: "bridge".into(),
+            binary: exe,
+        };
+        assert!(not_allowed.own_plugin().is_none());
+    }
 }
