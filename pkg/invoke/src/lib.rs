@@ -10,9 +10,10 @@
 //! instead, through the same dispatcher and with the same environment and stdin: exec'ing
 //! it would run the same code ([`run_own_delegates_in_process`]).
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::OnceLock;
 
@@ -105,19 +106,8 @@ impl Delegate {
 
     /// Starts the delegate's process and writes its stdin.
     fn spawn(&self, command: Command, req: &Request, stdin: &[u8]) -> Result<Child> {
-        let netns = req
-            .netns
-            .as_deref()
-            .map(Path::as_os_str)
-            .unwrap_or_default();
-        let path = std::env::join_paths(&req.path).unwrap_or_default();
         let mut child = Process::new(&self.binary)
-            .env("CNI_COMMAND", command.as_str())
-            .env("CNI_CONTAINERID", &req.container_id)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", &req.ifname)
-            .env("CNI_ARGS", &req.raw_args)
-            .env("CNI_PATH", path)
+            .envs(delegate_vars(command, req))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -154,16 +144,33 @@ impl Delegate {
     }
 }
 
-/// The CNI_* variables a delegate is given; anything else comes from this process's
-/// environment, as an exec'd delegate inherits it.
-struct DelegateEnv<'a> {
-    set: [(&'static str, &'a str); 6],
+/// The CNI_* variables a delegate is given for `command`.
+fn delegate_vars(command: Command, req: &Request) -> [(&'static str, OsString); 6] {
+    [
+        ("CNI_COMMAND", command.as_str().into()),
+        ("CNI_CONTAINERID", req.container_id.clone().into()),
+        (
+            "CNI_NETNS",
+            req.netns.clone().map(OsString::from).unwrap_or_default(),
+        ),
+        ("CNI_IFNAME", req.ifname.clone().into()),
+        ("CNI_ARGS", req.raw_args.clone().into()),
+        (
+            "CNI_PATH",
+            std::env::join_paths(&req.path).unwrap_or_default(),
+        ),
+    ]
 }
 
-impl Env for DelegateEnv<'_> {
+/// A delegate's environment in this process: [`delegate_vars`], and anything else from
+/// this process's environment, as an exec'd delegate inherits it; read as
+/// `std::env::var` reads (a value that is not UTF-8 is no value).
+struct DelegateEnv([(&'static str, OsString); 6]);
+
+impl Env for DelegateEnv {
     fn var(&self, key: &str) -> Option<String> {
-        match self.set.iter().find(|(k, _)| *k == key) {
-            Some((_, v)) => Some((*v).to_string()),
+        match self.0.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.to_str().map(str::to_owned),
             None => std::env::var(key).ok(),
         }
     }
@@ -172,24 +179,7 @@ impl Env for DelegateEnv<'_> {
 /// Runs `plugin` as the delegate's process would run: same dispatcher, environment and
 /// stdin; returns its exit status and output.
 fn run_in_process(plugin: &dyn Plugin, command: Command, req: &Request, stdin: &[u8]) -> Ran {
-    let netns = req
-        .netns
-        .as_deref()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let path = std::env::join_paths(&req.path)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let env = DelegateEnv {
-        set: [
-            ("CNI_COMMAND", command.as_str()),
-            ("CNI_CONTAINERID", &req.container_id),
-            ("CNI_NETNS", &netns),
-            ("CNI_IFNAME", &req.ifname),
-            ("CNI_ARGS", &req.raw_args),
-            ("CNI_PATH", &path),
-        ],
-    };
+    let env = DelegateEnv(delegate_vars(command, req));
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let status = rcni_skel::run_with(plugin, &env, &mut &stdin[..], &mut stdout, &mut stderr);
