@@ -489,28 +489,43 @@ pub fn delete_forward_rules(
     chain: &str,
     addresses: &[IpAddr],
 ) -> io::Result<Removed> {
+    deletion("rule deletion", |socket| {
+        let dumped = dump_rules(socket, family, table, chain)?;
+        let parsed: Vec<(u64, Vec<Expr<'_>>)> =
+            dumped.iter().map(|(h, r)| (*h, exprs(r))).collect();
+        let handles = forward_rule_handles(&parsed, addresses);
+        if handles.is_empty() {
+            return Ok(Some(Removed::NotHere));
+        }
+        let rules: Vec<(&str, u64)> = handles.iter().map(|h| (chain, *h)).collect();
+        match delete_batch(socket, family, table, &rules) {
+            Ok(()) => Ok(Some(Removed::Done)),
+            // A concurrent change removed one first: look again.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// One of DEL's deletions where iptables-nft holds the rules: `attempt` runs on a fresh
+/// socket until it decides (`Some`) or has been asked to look again [`ATTEMPTS`] times
+/// (`None`: a concurrent change got in the way); the socket then goes to
+/// [`crate::nf::linger`]. With nf_tables switched off (tests), nothing is here.
+fn deletion(
+    what: &str,
+    mut attempt: impl FnMut(&mut NfSocket) -> io::Result<Option<Removed>>,
+) -> io::Result<Removed> {
     if off() {
         return Ok(Removed::NotHere);
     }
     let mut socket = NfSocket::open()?;
     let outcome = (|| {
         for _ in 0..ATTEMPTS {
-            let dumped = dump_rules(&mut socket, family, table, chain)?;
-            let parsed: Vec<(u64, Vec<Expr<'_>>)> =
-                dumped.iter().map(|(h, r)| (*h, exprs(r))).collect();
-            let handles = forward_rule_handles(&parsed, addresses);
-            if handles.is_empty() {
-                return Ok(Removed::NotHere);
-            }
-            let rules: Vec<(&str, u64)> = handles.iter().map(|h| (chain, *h)).collect();
-            match delete_batch(&mut socket, family, table, &rules) {
-                Ok(()) => return Ok(Removed::Done),
-                // A concurrent change removed one first: look again.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(e),
+            if let Some(removed) = attempt(&mut socket)? {
+                return Ok(removed);
             }
         }
-        Err(io::Error::other("nf_tables rule deletion kept racing"))
+        Err(io::Error::other(format!("nf_tables {what} kept racing")))
     })();
     crate::nf::linger::keep(socket);
     outcome
@@ -540,29 +555,20 @@ pub fn delete_iptables_chain(
     from: &str,
     chain: &str,
 ) -> io::Result<Removed> {
-    if off() {
-        return Ok(Removed::NotHere);
-    }
-    let mut socket = NfSocket::open()?;
-    let outcome = (|| {
-        for _ in 0..ATTEMPTS {
-            let jumps = rules_where(&mut socket, family, table, from, |r| jumps_to(r, chain))?;
-            let rules: Vec<(&str, u64)> = jumps.iter().map(|h| (from, *h)).collect();
-            match delete_batch_and_chains(&mut socket, family, table, &rules, &[chain]) {
-                Ok(()) => return Ok(Removed::Done),
-                // The chain (or the table) is not there, or a concurrent change removed
-                // a rule first: without jumps to it, there is nothing of ours here.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && jumps.is_empty() => {
-                    return Ok(Removed::NotHere);
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(e),
+    deletion("chain deletion", |socket| {
+        let jumps = rules_where(socket, family, table, from, |r| jumps_to(r, chain))?;
+        let rules: Vec<(&str, u64)> = jumps.iter().map(|h| (from, *h)).collect();
+        match delete_batch_and_chains(socket, family, table, &rules, &[chain]) {
+            Ok(()) => Ok(Some(Removed::Done)),
+            // The chain (or the table) is not there, or a concurrent change removed a
+            // rule first: without jumps to it, there is nothing of ours here.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && jumps.is_empty() => {
+                Ok(Some(Removed::NotHere))
             }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
         }
-        Err(io::Error::other("nf_tables chain deletion kept racing"))
-    })();
-    crate::nf::linger::keep(socket);
-    outcome
+    })
 }
 
 #[cfg(test)]
