@@ -172,18 +172,36 @@ impl Host {
         links_in(&self.ns)
     }
 
-    /// IPAM reservation files of `network` under this host's data dir.
+    /// IPAM reservation files of `network` under this host's data dir, and host-local's
+    /// index entries (`.rcni-index/<network>#<file>#<owner>`) whose file is gone.
     #[must_use]
     pub fn reservations(&self, network: &str) -> Vec<String> {
-        let dir = self.data_dir.join(network);
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
+        let names_in = |dir: &std::path::Path| -> Vec<String> {
+            std::fs::read_dir(dir).map_or_else(
+                |_| Vec::new(),
+                |entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                },
+            )
         };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+        let mut names: Vec<String> = names_in(&self.data_dir.join(network))
+            .into_iter()
             .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip"))
             .collect();
+        // An index entry whose reservation is gone is a leak too.
+        let orphans: Vec<String> = names_in(&self.data_dir.join(".rcni-index"))
+            .into_iter()
+            .filter(|n| {
+                let mut parts = n.splitn(3, '#');
+                parts.next() == Some(network)
+                    && !parts.next().is_some_and(|f| names.iter().any(|r| r == f))
+            })
+            .map(|n| format!(".rcni-index/{n}"))
+            .collect();
+        names.extend(orphans);
         names.sort();
         names
     }

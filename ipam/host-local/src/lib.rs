@@ -6,6 +6,8 @@
 
 pub mod allocator;
 pub mod config;
+pub mod dirents;
+pub mod index;
 pub mod names;
 pub mod range;
 pub mod store;

@@ -9,6 +9,9 @@
 //! - `lock` is flock(2)ed exclusively for as long as a [`HostLocalStore`] lives, so every
 //!   operation of one verb is atomic against other host-local processes, Go ones included.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::net::IpAddr;
@@ -20,6 +23,8 @@ use nix::sys::stat::Mode;
 use rcni_types::{Error, Result};
 
 use crate::config::os_text;
+use crate::dirents::{Kind, Listing};
+use crate::index::{self, OwnerIndex};
 use crate::names;
 use crate::range::parse_ip;
 
@@ -67,7 +72,65 @@ pub struct Reservation {
 #[derive(Debug)]
 pub struct HostLocalStore {
     dir: PathBuf,
+    index: OwnerIndex,
     _lock: File,
+}
+
+/// What a walk knows of one file's content.
+#[derive(Debug)]
+enum Content<'a> {
+    /// From the owner index: the trimmed content, encoded as in an entry's name.
+    Indexed(&'a [u8]),
+    /// Read from the file, trimmed (what Go compares).
+    Read(Vec<u8>),
+    /// The file could not be read.
+    Unreadable(std::io::Error),
+}
+
+/// One file of the store as a walk sees it.
+#[derive(Debug)]
+struct Held<'a> {
+    dir: &'a Path,
+    name: &'a OsStr,
+    content: Content<'a>,
+    /// Its entry in the owner index, if it has one.
+    link: Option<Cow<'a, OsStr>>,
+}
+
+/// An owner a walk looks for (Go's `match`): as a file's trimmed content, and as the
+/// index encodes it.
+struct Wanted {
+    raw: Vec<u8>,
+    encoded: Vec<u8>,
+}
+
+impl Wanted {
+    fn new(owner: &str) -> Wanted {
+        let raw = owner.as_bytes().to_vec();
+        let encoded = index::encode(&raw);
+        Wanted { raw, encoded }
+    }
+}
+
+impl Held<'_> {
+    fn holds(&self, owner: &Wanted) -> bool {
+        match &self.content {
+            Content::Indexed(encoded) => *encoded == owner.encoded.as_slice(),
+            Content::Read(raw) => *raw == owner.raw,
+            Content::Unreadable(_) => false,
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(self.name)
+    }
+}
+
+/// The address a file named `name` reserves: only canonical address texts are
+/// reservations (Go names them with `ip.String()`).
+fn reservation_name(name: &OsStr) -> Option<IpAddr> {
+    let text = name.to_str()?;
+    parse_ip(text).filter(|ip| ip.to_string() == text)
 }
 
 /// A file's content as Go's `strings.TrimSpace(string(data))` compares it.
@@ -80,7 +143,7 @@ fn trimmed(data: &[u8]) -> &[u8] {
 
 /// The content of the small file `name` in the directory `dir`: one read when it fits
 /// the buffer, as a reservation file always does.
-fn read_small(dir: &File, name: &std::ffi::OsStr) -> std::io::Result<Vec<u8>> {
+fn read_small(dir: &File, name: &OsStr) -> std::io::Result<Vec<u8>> {
     let fd = nix::fcntl::openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
     let mut buf = [0u8; 256];
     let n = nix::unistd::read(&fd, &mut buf)?;
@@ -122,7 +185,11 @@ impl HostLocalStore {
         .map_err(|e| io_error("open", &lock_path, &std::io::Error::from(e)))?;
         let lock = File::from(fd);
         lock.lock().map_err(|e| io_error("flock", &lock_path, &e))?;
-        Ok(HostLocalStore { dir, _lock: lock })
+        Ok(HostLocalStore {
+            dir,
+            index: OwnerIndex::new(data_dir, network),
+            _lock: lock,
+        })
     }
 
     #[must_use]
@@ -157,7 +224,8 @@ impl HostLocalStore {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(io_error("open", &path, &e)),
         };
-        if let Err(e) = file.write_all(key(id, ifname).as_bytes()) {
+        let owner = key(id, ifname);
+        if let Err(e) = file.write_all(owner.as_bytes()) {
             drop(file);
             let _ = fs::remove_file(&path);
             return Err(io_error("write", &path, &e));
@@ -183,6 +251,8 @@ impl HostLocalStore {
             let _ = fs::remove_file(&path);
             return Err(io_error("open", &last, &e));
         }
+        self.index
+            .add(&path, OsStr::new(&text), trimmed(owner.as_bytes()));
         Ok(true)
     }
 
@@ -195,58 +265,107 @@ impl HostLocalStore {
         parse_ip(std::str::from_utf8(&data).ok()?)
     }
 
-    /// Every regular file under the store, recursively, in name order, with its content
-    /// (Go's `filepath.Walk`: unreadable entries are skipped).
-    fn walk(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        fn visit(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-            let Ok(entries) = fs::read_dir(dir) else {
-                return;
-            };
-            let mut entries: Vec<_> = entries.filter_map(std::result::Result::ok).collect();
-            entries.sort_by_key(fs::DirEntry::file_name);
-            // Every ADD reads every reservation (Go's GetByID does too), so each file
-            // costs three system calls: openat relative to the directory, one read, close.
-            let Ok(dir_fd) = File::open(dir) else {
-                return;
-            };
-            for entry in entries {
-                match entry.file_type() {
-                    Ok(t) if t.is_dir() => visit(&entry.path(), out),
-                    Ok(_) => {
-                        if let Ok(data) = read_small(&dir_fd, &entry.file_name()) {
-                            out.push((entry.path(), data));
-                        }
-                    }
-                    Err(_) => {}
+    /// Calls `f` on every file under the store, recursively (Go's `filepath.Walk`, but in
+    /// directory order: callers that report files sort them), with its trimmed content or
+    /// why it could not be read. Contents of
+    /// the top level come from the owner index where it links the very file, and are
+    /// read otherwise (see [`crate::index`]); files read are then given an entry.
+    ///
+    /// # Errors
+    /// The store directory cannot be listed.
+    fn walk(&self, f: &mut dyn FnMut(&Held<'_>)) -> std::io::Result<()> {
+        let dir_fd = File::open(&self.dir)?;
+        let listing = Listing::read(&dir_fd)?;
+        let entries = self.index.list();
+        // (file, inode) -> (entry, encoded owner, used).
+        let mut links = HashMap::with_capacity(entries.len());
+        for e in entries.iter() {
+            match self.index.split(e.name) {
+                Some(Some((file, owner))) => {
+                    links.insert((file, e.ino), (e.name, owner, false));
                 }
+                Some(None) => self.index.remove(e.name),
+                None => {}
             }
         }
-        let mut out = Vec::new();
-        visit(&self.dir, &mut out);
-        out
+        let known: Vec<_> = listing
+            .iter()
+            .map(|e| {
+                let link = links
+                    .get_mut(&(e.name, e.ino))
+                    .filter(|_| e.kind == Kind::File)?;
+                link.2 = true;
+                Some((link.0, link.1))
+            })
+            .collect();
+        // The rest name files that are gone or were made again: dropped first, so files
+        // made again can be linked under the same name.
+        for (entry, _, _) in links.values().filter(|l| !l.2) {
+            self.index.remove(entry);
+        }
+        for (e, known) in listing.iter().zip(known) {
+            let held = if let Some((entry, owner)) = known {
+                Held {
+                    dir: &self.dir,
+                    name: e.name,
+                    content: Content::Indexed(owner),
+                    link: Some(Cow::Borrowed(entry)),
+                }
+            } else if e.kind == Kind::Dir {
+                visit_unindexed(&self.dir.join(e.name), f);
+                continue;
+            } else {
+                let content = match read_small(&dir_fd, e.name) {
+                    Ok(data) => Content::Read(trimmed(&data).to_vec()),
+                    Err(err) => Content::Unreadable(err),
+                };
+                let link = match &content {
+                    Content::Read(owner)
+                        if e.kind == Kind::File && reservation_name(e.name).is_some() =>
+                    {
+                        self.index
+                            .add(&self.dir.join(e.name), e.name, owner)
+                            .map(Cow::Owned)
+                    }
+                    _ => None,
+                };
+                Held {
+                    dir: &self.dir,
+                    name: e.name,
+                    content,
+                    link,
+                }
+            };
+            f(&held);
+        }
+        Ok(())
     }
 
     /// Addresses held by (id, ifname), or by `id` in the legacy format.
     #[must_use]
     pub fn get_by_id(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
-        let key = key(id, ifname);
-        let legacy = id.trim();
-        self.walk()
-            .into_iter()
-            .filter(|(_, data)| {
-                let data = trimmed(data);
-                data == key.as_bytes() || data == legacy.as_bytes()
-            })
-            .filter_map(|(path, _)| parse_ip(path.file_name()?.to_str()?))
-            .collect()
+        let wanted = [Wanted::new(&key(id, ifname)), Wanted::new(id.trim())];
+        let mut held = Vec::new();
+        // An unlistable store holds nothing, as for Go's Walk.
+        let _ = self.walk(&mut |h| {
+            if wanted.iter().any(|w| h.holds(w))
+                && let Some(ip) = h.name.to_str().and_then(parse_ip)
+            {
+                held.push((h.path(), ip));
+            }
+        });
+        // In Go's Walk order: by path.
+        held.sort_unstable();
+        held.into_iter().map(|(_, ip)| ip).collect()
     }
 
     /// True when any file is held by (id, ifname), or else by `id` in the legacy format.
     #[must_use]
     pub fn find_by_id(&self, id: &str, ifname: &str) -> bool {
-        let files = self.walk();
-        let holds = |k: &str| files.iter().any(|(_, d)| trimmed(d) == k.as_bytes());
-        holds(&key(id, ifname)) || holds(id.trim())
+        let wanted = [Wanted::new(&key(id, ifname)), Wanted::new(id.trim())];
+        let mut found = false;
+        let _ = self.walk(&mut |held| found |= wanted.iter().any(|w| held.holds(w)));
+        found
     }
 
     /// Releases what (id, ifname) holds, as Go's `ReleaseByID` run `passes` times (once
@@ -261,31 +380,30 @@ impl HostLocalStore {
         if passes == 0 {
             return Ok(());
         }
-        let key = key(id, ifname);
-        let legacy = id.trim();
-        let (current, old): (Vec<_>, Vec<_>) = self
-            .walk()
-            .into_iter()
-            .filter_map(|(path, data)| {
-                let data = trimmed(&data);
-                if data == key.as_bytes() {
-                    Some((path, true))
-                } else if data == legacy.as_bytes() {
-                    Some((path, false))
-                } else {
-                    None
-                }
-            })
-            .partition(|(_, current)| *current);
-        let release_legacy = current.is_empty() || passes > 1;
-        let doomed = current.iter().chain(old.iter().filter(|_| release_legacy));
+        let (current, legacy) = (Wanted::new(&key(id, ifname)), Wanted::new(id.trim()));
+        // (path, index entry, holds the current format).
+        let mut held = Vec::new();
+        let _ = self.walk(&mut |h| {
+            let is_current = h.holds(&current);
+            if is_current || h.holds(&legacy) {
+                let link = h.link.as_ref().map(|l| l.clone().into_owned());
+                held.push((h.path(), link, is_current));
+            }
+        });
+        let release_legacy = !held.iter().any(|h| h.2) || passes > 1;
         let mut failures = Vec::new();
-        for (path, _) in doomed {
+        for (path, link, _) in held.iter().filter(|h| h.2 || release_legacy) {
             match fs::remove_file(path) {
                 // Removed by someone else meanwhile is released all the same.
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => failures.push(io_error("remove", path, &e).msg),
+                Err(e) => {
+                    failures.push(io_error("remove", path, &e).msg);
+                    continue;
+                }
+            }
+            if let Some(entry) = link {
+                self.index.remove(entry);
             }
         }
         if failures.is_empty() {
@@ -302,10 +420,19 @@ impl HostLocalStore {
     pub fn release(&self, ip: IpAddr) -> Result<()> {
         let path = self.ip_path(ip);
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_error("remove", &path, &e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove", &path, &e)),
         }
+        let name = ip.to_string();
+        for entry in self.index.list().iter() {
+            if let Some(Some((file, _))) = self.index.split(entry.name)
+                && file == name.as_str()
+            {
+                self.index.remove(entry.name);
+            }
+        }
+        Ok(())
     }
 
     /// Every reservation file directly in the store: those named by a canonical address.
@@ -313,32 +440,55 @@ impl HostLocalStore {
     /// # Errors
     /// The directory or a reservation file cannot be read.
     pub fn reservations(&self) -> Result<Vec<Reservation>> {
-        let entries = fs::read_dir(&self.dir).map_err(|e| io_error("open", &self.dir, &e))?;
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error("readdir", &self.dir, &e))?;
-            let name = entry.file_name();
-            let Some(ip) = name
-                .to_str()
-                .and_then(parse_ip)
-                .filter(|ip| Some(ip.to_string().as_str()) == name.to_str())
-            else {
-                continue;
-            };
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
+        let mut failed = None;
+        self.walk(&mut |held| {
+            if held.dir != self.dir {
+                return;
             }
-            let data = match fs::read(&path) {
-                Ok(d) => d,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error("read", &path, &e)),
+            let Some(ip) = reservation_name(held.name) else {
+                return;
             };
-            let owner = Owner::parse(&String::from_utf8_lossy(trimmed(&data)));
+            let owner = match &held.content {
+                Content::Indexed(encoded) => index::decode(encoded),
+                Content::Read(raw) => raw.clone(),
+                Content::Unreadable(e) if e.kind() == ErrorKind::NotFound => return,
+                Content::Unreadable(e) => {
+                    failed.get_or_insert_with(|| io_error("read", &held.path(), e));
+                    return;
+                }
+            };
+            let owner = Owner::parse(&String::from_utf8_lossy(&owner));
             out.push(Reservation { ip, owner });
+        })
+        .map_err(|e| io_error("read", &self.dir, &e))?;
+        if let Some(err) = failed {
+            return Err(err);
         }
         out.sort_by_key(|r| r.ip);
         Ok(out)
+    }
+}
+
+/// Go's Walk below the top level, where no store has files: every file read.
+fn visit_unindexed(dir: &Path, f: &mut dyn FnMut(&Held<'_>)) {
+    let Ok(dir_fd) = File::open(dir) else {
+        return;
+    };
+    let Ok(listing) = Listing::read(&dir_fd) else {
+        return;
+    };
+    for e in listing.iter() {
+        if e.kind == Kind::Dir {
+            visit_unindexed(&dir.join(e.name), f);
+        } else if let Ok(data) = read_small(&dir_fd, e.name) {
+            f(&Held {
+                dir,
+                name: e.name,
+                content: Content::Read(trimmed(&data).to_vec()),
+                link: None,
+            });
+        }
     }
 }
 
@@ -498,6 +648,70 @@ mod tests {
             assert_eq!(fs::read_to_string(&last).expect("read"), addr);
             assert_eq!(store.last_reserved_ip(0), Some(ip(addr)));
         }
+    }
+
+    fn index_entries(data_dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(data_dir.join(index::INDEX_DIR))
+            .map(|d| {
+                d.filter_map(std::result::Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_owner_index_follows_the_store_whoever_changes_it() {
+        let tmp = TestDir::new("index");
+        let store = HostLocalStore::open(tmp.path(), "net1").expect("open");
+        let dir = store.dir().to_path_buf();
+        let index = tmp.path().join(index::INDEX_DIR);
+        store
+            .reserve("c1", "eth0", ip("10.0.0.2"), 0)
+            .expect("reserve");
+        assert_eq!(index_entries(tmp.path()), ["net1#10.0.0.2#c1%0D%0Aeth0"]);
+        // Another network's entry and a malformed one of ours.
+        fs::write(index.join("net2#10.0.0.9#x"), "").expect("other network");
+        fs::write(index.join("net1#10.0.0.8"), "").expect("malformed");
+        // A file written by another plugin is read, then indexed.
+        fs::write(dir.join("10.0.0.3"), "c2\r\neth0").expect("Go's file");
+        assert_eq!(store.get_by_id("c2", "eth0"), [ip("10.0.0.3")]);
+        assert_eq!(
+            index_entries(tmp.path()),
+            [
+                "net1#10.0.0.2#c1%0D%0Aeth0",
+                "net1#10.0.0.3#c2%0D%0Aeth0",
+                "net2#10.0.0.9#x"
+            ]
+        );
+        // Released and reserved again by someone else under the same name: the entry
+        // links the old file, so the new one is read.
+        fs::remove_file(dir.join("10.0.0.2")).expect("Go's DEL");
+        fs::write(dir.join("10.0.0.2"), "c3\r\neth0").expect("Go's ADD");
+        assert!(store.get_by_id("c1", "eth0").is_empty());
+        assert_eq!(store.get_by_id("c3", "eth0"), [ip("10.0.0.2")]);
+        assert!(index_entries(tmp.path()).contains(&"net1#10.0.0.2#c3%0D%0Aeth0".to_string()));
+        assert_eq!(store.reservations().expect("list").len(), 2);
+        // Releases take their entries along; the other network's stays.
+        store.release_by_id("c2", "eth0", 1).expect("release");
+        store.release(ip("10.0.0.2")).expect("release");
+        assert_eq!(index_entries(tmp.path()), ["net2#10.0.0.9#x"]);
+    }
+
+    #[test]
+    fn without_an_index_the_files_are_read() {
+        let tmp = TestDir::new("noindex");
+        fs::write(tmp.path().join(index::INDEX_DIR), "not a directory").expect("block");
+        let store = HostLocalStore::open(tmp.path(), "net1").expect("open");
+        store
+            .reserve("c1", "eth0", ip("10.0.0.2"), 0)
+            .expect("reserve");
+        assert_eq!(store.get_by_id("c1", "eth0"), [ip("10.0.0.2")]);
+        assert!(store.find_by_id("c1", "eth0"));
+        store.release_by_id("c1", "eth0", 1).expect("release");
+        assert!(!store.dir().join("10.0.0.2").exists());
     }
 
     #[test]

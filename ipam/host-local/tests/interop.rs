@@ -186,19 +186,33 @@ fn go_and_ours_share_one_data_dir() {
         "failed to allocate for range 0: 10.77.0.3 has been allocated to ours-1, duplicate allocation is not allowed"
     );
 
-    // 4. Ours releases Go's reservation and Go releases ours.
+    // 4. Ours releases Go's reservation and Go releases ours, then at once hands those
+    // addresses to another container: our index of owners (<dataDir>/.rcni-index) still
+    // names ours-1 for them, and must not be believed.
     run_json(OURS, &call("DEL", "go-1"), &conf).ok("our DEL of Go's");
     run_json(GO, &call("DEL", "ours-1"), &conf).ok("Go DEL of ours");
-    let files = store(&dir);
-    for gone in ["10.77.0.2", "fd77::2", "10.77.0.3", "fd77::3"] {
-        assert!(!files.contains_key(gone), "{gone} still reserved");
-    }
-    assert!(files.contains_key("10.77.0.4"));
-    let msg = run_json(OURS, &call("CHECK", "go-1"), &conf).msg();
+    let mut reuse = conf.clone();
+    reuse["args"] = json!({"cni": {"ips": ["10.77.0.3", "fd77::3"]}});
+    let go3 = run_json(GO, &call("ADD", "go-3"), &reuse).ok("Go ADD of the freed addresses");
+    assert_eq!(addrs(&go3), ["10.77.0.3/24", "fd77::3/120"]);
+    let dup = run_json(OURS, &call("ADD", "go-3"), &conf);
     assert_eq!(
-        msg,
-        "host-local: Failed to find address added by container go-1"
+        dup.msg(),
+        "failed to allocate for range 0: 10.77.0.3 has been allocated to go-3, duplicate allocation is not allowed"
     );
+    for gone in ["go-1", "ours-1"] {
+        let msg = run_json(OURS, &call("CHECK", gone), &conf).msg();
+        assert_eq!(
+            msg,
+            format!("host-local: Failed to find address added by container {gone}")
+        );
+    }
+    let files = store(&dir);
+    assert!(!files.contains_key("10.77.0.2") && !files.contains_key("fd77::2"));
+    assert!(files.contains_key("10.77.0.4"));
+    run_json(OURS, &call("DEL", "go-3"), &conf).ok("our DEL of the new owner");
+    let files = store(&dir);
+    assert!(!files.contains_key("10.77.0.3") && !files.contains_key("fd77::3"));
 
     // 5. The legacy single-line format, released by either.
     fs::write(dir.join("10.77.0.50"), "legacy-1").expect("legacy file");
@@ -213,6 +227,9 @@ fn go_and_ours_share_one_data_dir() {
     run_json(GO, &call("DEL", "go-2"), &conf).ok("Go repeated DEL");
     let names: Vec<String> = store(&dir).into_keys().collect();
     assert_eq!(names, ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
+    // Nothing reserved, nothing indexed: an empty index beside the store.
+    let index = store(&tmp.path().join(".rcni-index"));
+    assert!(index.is_empty(), "{:?}", index.keys());
 }
 
 /// Runs one step on both binaries, each with its own dataDir, and checks they agree.
