@@ -5,6 +5,7 @@
 //! `Result`. [`run_with`] takes the environment and I/O as parameters so the whole
 //! dispatcher is tested in-process; [`run`] binds it to the real process.
 
+pub mod alloc;
 mod dispatch;
 mod request;
 mod teardown;
@@ -16,6 +17,10 @@ pub use request::{Command, Request};
 pub use teardown::{Errors, Rollback};
 
 use rcni_types::{Result, Success, version};
+
+/// Every binary that links the dispatcher allocates through [`alloc::KeepFreed`].
+#[global_allocator]
+static ALLOCATOR: alloc::KeepFreed = alloc::KeepFreed;
 
 /// A CNI plugin: one method per verb (spec §2). Verbs a plugin does not implement answer
 /// as the Go skel does for a missing handler: STATUS and GC succeed with no output.
