@@ -85,6 +85,8 @@ fn two_pods_get_addresses_reach_each_other_and_del_leaves_nothing() {
     let link = String::from_utf8_lossy(&c1.exec(&["ip", "-j", "link", "show", "eth0"]).stdout)
         .into_owned();
     assert!(link.contains(mac), "{link} should show {mac}");
+    let notify = c1.exec_ok(&["sysctl", "-n", "net.ipv4.conf.eth0.arp_notify"]);
+    assert_eq!(notify.trim(), "1", "arp_notify, as the reference sets it");
 
     // Traffic: pod to pod, pod to gateway (the host side).
     assert!(ping(&c1, "10.120.1.3"), "pod1 -> pod2");

@@ -4,7 +4,7 @@
 //! master and judge `mtu` against it; for those whose attachment is that one link, build
 //! the result and undo the link when a later step fails.
 
-use rcni_netlink::{Family, Link, LinkRef, Netlink, RealNetlink, format_mac};
+use rcni_netlink::{Family, Ipv4Conf, Link, LinkRef, Netlink, RealNetlink, format_mac};
 use rcni_netns::{NetNs, sysctl};
 use rcni_skel::Request;
 use rcni_types::{Error, Interface, Result, ResultExt, Success};
@@ -168,16 +168,19 @@ pub fn container_result(req: &Request, netns: &NetNs, link: &Link, source: Succe
     result
 }
 
-/// Turns on `arp_notify` and `ndisc_notify` for `ifname` inside `netns`, so neighbours
-/// learn the new interface's MAC at once. Best effort, as in the reference: kernels
-/// without IPv6 lack the second knob, and neither is worth failing an ADD for.
+/// Turns on `arp_notify` and `ndisc_notify` for `link` inside `netns` (`ctr` is a netlink
+/// socket there), so neighbours learn the new interface's MAC at once. Best effort, as in
+/// the reference: kernels without IPv6 lack the second knob, and neither is worth failing
+/// an ADD for. `arp_notify` is set over netlink (no `/proc/sys` lookup); the kernel takes
+/// no IPv6 settings that way.
 ///
 /// # Errors
 /// The namespace cannot be entered.
-pub fn enable_neighbour_notify(netns: &NetNs, ifname: &str) -> Result<()> {
+pub fn enable_neighbour_notify(netns: &NetNs, ctr: &mut dyn Netlink, link: &Link) -> Result<()> {
+    let _ = ctr.set_ipv4_conf(link.index, Ipv4Conf::ArpNotify, 1);
+    let ifname = &link.name;
     netns
         .run(|| {
-            let _ = sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
             let _ = sysctl::write(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1");
         })
         .or_internal(|| format!("entering netns {}", netns.path().display()))

@@ -66,6 +66,7 @@ pub(crate) const IFLA_OPERSTATE: u16 = 16;
 pub(crate) const IFLA_LINKINFO: u16 = 18;
 pub(crate) const IFLA_IFALIAS: u16 = 20;
 pub(crate) const IFLA_AF_SPEC: u16 = 26;
+pub(crate) const IFLA_INET_CONF: u16 = 1;
 pub(crate) const IFLA_NET_NS_FD: u16 = 28;
 pub(crate) const IFLA_NUM_TX_QUEUES: u16 = 31;
 pub(crate) const IFLA_NUM_RX_QUEUES: u16 = 32;

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use ipnetwork::IpNetwork;
 
 use crate::error::{Error, Result};
-use crate::types::RuleSpec;
 use crate::types::VrfSpec;
 use crate::types::{
     Addr, BridgePortSpec, BridgeSpec, BridgeVlan, DummySpec, Family, IpvlanMode, IpvlanSpec, Link,
     LinkData, LinkRef, MacvlanMode, MacvlanSpec, RouteSpec, VethSpec, VlanSpec,
 };
+use crate::types::{Ipv4Conf, RuleSpec};
 use crate::{Netlink, scope};
 
 /// `RT_TABLE_MAIN`.
@@ -54,6 +54,7 @@ pub enum Op {
     SetPromisc,
     SetAllmulti,
     SetTxqlen,
+    SetIpv4Conf,
     SetName,
     SetAlias,
     SetNsFd,
@@ -133,6 +134,7 @@ pub enum Call {
     SetPromisc(u32, bool),
     SetAllmulti(u32, bool),
     SetTxqlen(u32, u32),
+    SetIpv4Conf(u32, Ipv4Conf, u32),
     SetName(u32, String),
     SetAlias(u32, String),
     SetNsFd(u32),
@@ -183,6 +185,7 @@ impl Call {
             Call::SetPromisc(..) => Op::SetPromisc,
             Call::SetAllmulti(..) => Op::SetAllmulti,
             Call::SetTxqlen(..) => Op::SetTxqlen,
+            Call::SetIpv4Conf(..) => Op::SetIpv4Conf,
             Call::SetName(..) => Op::SetName,
             Call::SetAlias(..) => Op::SetAlias,
             Call::SetNsFd(_) => Op::SetNsFd,
@@ -916,6 +919,11 @@ impl Netlink for FakeNetlink {
     fn set_txqlen(&mut self, index: u32, txqlen: u32) -> Result<()> {
         self.record(Call::SetTxqlen(index, txqlen))?;
         self.update(index, |l| l.txqlen = txqlen)
+    }
+
+    fn set_ipv4_conf(&mut self, index: u32, conf: Ipv4Conf, value: u32) -> Result<()> {
+        self.record(Call::SetIpv4Conf(index, conf, value))?;
+        self.update(index, |_| {})
     }
 
     fn set_name(&mut self, index: u32, name: &str) -> Result<()> {

@@ -35,8 +35,9 @@ pub use rename::{create_renamed, create_renamed_on_master};
 pub use tuntap::{TapSpec, create_tap};
 pub use types::VrfSpec;
 pub use types::{
-    Addr, BridgePortSpec, BridgeSpec, BridgeVlan, DummySpec, Family, IpvlanMode, IpvlanSpec, Link,
-    LinkData, LinkRef, MacvlanMode, MacvlanSpec, RouteSpec, RuleSpec, VethSpec, VlanSpec, scope,
+    Addr, BridgePortSpec, BridgeSpec, BridgeVlan, DummySpec, Family, Ipv4Conf, IpvlanMode,
+    IpvlanSpec, Link, LinkData, LinkRef, MacvlanMode, MacvlanSpec, RouteSpec, RuleSpec, VethSpec,
+    VlanSpec, scope,
 };
 pub use veth::{
     Deletion, PodVeth, VETH_NAME_ATTEMPTS, VethPair, create_veth_pair, del_link_by_name_addr,
@@ -90,6 +91,8 @@ pub trait Netlink {
     fn set_allmulti(&mut self, index: u32, on: bool) -> Result<()>;
     /// Sets the transmit queue length (`ip link set .. txqueuelen N`).
     fn set_txqlen(&mut self, index: u32, txqlen: u32) -> Result<()>;
+    /// Sets one `net.ipv4.conf.<if>` value of the link (see [`Ipv4Conf`]).
+    fn set_ipv4_conf(&mut self, index: u32, conf: Ipv4Conf, value: u32) -> Result<()>;
     /// Renames the link (it must be down).
     fn set_name(&mut self, index: u32, name: &str) -> Result<()>;
     /// Sets the interface alias.

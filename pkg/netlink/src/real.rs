@@ -11,12 +11,12 @@ use crate::codec::{
 };
 use crate::error::{Error, Result};
 use crate::socket::{Reply, RouteSocket};
-use crate::types::RuleSpec;
 use crate::types::VrfSpec;
 use crate::types::{
     Addr, BridgePortSpec, BridgeSpec, BridgeVlan, DummySpec, Family, IpvlanMode, IpvlanSpec, Link,
     LinkData, LinkRef, MacvlanMode, MacvlanSpec, RouteSpec, VethSpec, VlanSpec,
 };
+use crate::types::{Ipv4Conf, RuleSpec};
 use crate::{Netlink, scope};
 
 /// `RT_TABLE_MAIN`.
@@ -388,6 +388,22 @@ impl Netlink for RealNetlink {
                 m.u32(nl::IFLA_TXQLEN, txqlen);
             },
             format!("transmit queue length {txqlen}"),
+        )
+    }
+
+    fn set_ipv4_conf(&mut self, index: u32, conf: Ipv4Conf, value: u32) -> Result<()> {
+        self.set_attr(
+            index,
+            |m| {
+                let spec = m.begin(nl::IFLA_AF_SPEC);
+                let inet = m.begin(u16::from(nl::AF_INET));
+                let values = m.begin(nl::IFLA_INET_CONF);
+                m.u32(conf.id(), value);
+                m.end(values);
+                m.end(inet);
+                m.end(spec);
+            },
+            format!("net.ipv4.conf {} = {value}", conf.name()),
         )
     }
 

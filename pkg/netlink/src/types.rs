@@ -422,3 +422,32 @@ impl fmt::Display for RuleSpec {
         Ok(())
     }
 }
+
+/// A per-interface IPv4 setting (`net.ipv4.conf.<if>.*`) that netlink can set: the
+/// kernel's `IPV4_DEVCONF_*` index, set with `RTM_SETLINK` in `IFLA_AF_SPEC` / `AF_INET` /
+/// `IFLA_INET_CONF`. Unlike a write under `/proc/sys`, this needs no path lookup: the
+/// sysctl directories of every namespace's `eth0` share one dentry hash chain, so that
+/// lookup grows with the number of pods on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv4Conf {
+    /// `arp_notify`: announce the address with a gratuitous ARP when the link comes up.
+    ArpNotify,
+}
+
+impl Ipv4Conf {
+    /// The `IPV4_DEVCONF_*` index (`include/uapi/linux/ip.h`).
+    #[must_use]
+    pub fn id(self) -> u16 {
+        match self {
+            Ipv4Conf::ArpNotify => 22,
+        }
+    }
+
+    /// The sysctl name under `net.ipv4.conf.<if>`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Ipv4Conf::ArpNotify => "arp_notify",
+        }
+    }
+}

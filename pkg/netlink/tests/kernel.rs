@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
 use rcni_netlink::{
-    BridgePortSpec, BridgeSpec, BridgeVlan, DummySpec, Family, IpvlanMode, IpvlanSpec, Link,
-    LinkRef, MacvlanMode, MacvlanSpec, Netlink, RealNetlink, RouteSpec, VethSpec, VlanSpec,
+    BridgePortSpec, BridgeSpec, BridgeVlan, DummySpec, Family, Ipv4Conf, IpvlanMode, IpvlanSpec,
+    Link, LinkRef, MacvlanMode, MacvlanSpec, Netlink, RealNetlink, RouteSpec, VethSpec, VlanSpec,
     format_mac, open_pair, scope, wait_dad,
 };
 use rcni_netns::{NetNs, sysctl};
@@ -1170,6 +1170,30 @@ fn allmulti_and_txqlen_are_set_and_read_back() {
     assert!(!got.allmulti);
     assert_eq!(got.txqlen, 0);
     let e = nl.set_txqlen(9999, 1).expect_err("no such link");
+    assert!(e.is_not_found(), "{e}");
+}
+
+#[test]
+fn ipv4_conf_is_set_over_netlink_as_sysctl_shows_it() {
+    let Some(mut nl) = setup() else { return };
+    nl.create_veth(&veth("anf0", "anf1")).expect("veth");
+    let l = link(&mut nl, "anf0");
+    let read = || sysctl::read("net.ipv4.conf.anf0.arp_notify").expect("read sysctl");
+    assert_eq!(read(), "0");
+    nl.set_ipv4_conf(l.index, Ipv4Conf::ArpNotify, 1)
+        .expect("arp_notify on");
+    assert_eq!(read(), "1");
+    assert_eq!(
+        sysctl::read("net.ipv4.conf.anf1.arp_notify").expect("peer"),
+        "0",
+        "only that link"
+    );
+    nl.set_ipv4_conf(l.index, Ipv4Conf::ArpNotify, 0)
+        .expect("arp_notify off");
+    assert_eq!(read(), "0");
+    let e = nl
+        .set_ipv4_conf(9999, Ipv4Conf::ArpNotify, 1)
+        .expect_err("no such link");
     assert!(e.is_not_found(), "{e}");
 }
 

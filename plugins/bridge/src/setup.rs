@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
 use rcni_ipam::{Allocation, Dad};
-use rcni_netlink::{BridgePortSpec, BridgeSpec, Link, LinkRef, Netlink, format_mac};
+use rcni_netlink::{BridgePortSpec, BridgeSpec, Ipv4Conf, Link, LinkRef, Netlink, format_mac};
 use rcni_netns::{NetNs, sysctl};
 use rcni_skel::{Request, Rollback};
 use rcni_types::{Error, Interface, Result, ResultExt, Route, Success};
@@ -336,11 +336,8 @@ fn configure_container(
     veth: &Link,
     result: &Success,
 ) -> Result<()> {
-    let ifname = &veth.name;
-    netns
-        .run(|| sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1"))
-        .or_internal(|| format!("entering netns {}", netns.path().display()))?
-        .or_internal(|| format!("setting arp_notify on {ifname}"))?;
+    ctr.set_ipv4_conf(veth.index, Ipv4Conf::ArpNotify, 1)
+        .or_internal(|| format!("setting arp_notify on {}", veth.name))?;
     let dad = if conf.enable_dad { Dad::Wait } else { Dad::Off };
     rcni_ipam::configure_interface(netns, ctr, veth, result, dad)
 }

@@ -101,7 +101,7 @@ fn configure(
     let mut result = rcni_ipam::container_result(req, netns, link, source);
     // The config's DNS, whatever IPAM returned (as the reference).
     result.dns = conf.dns.clone();
-    rcni_ipam::enable_neighbour_notify(netns, &link.name)?;
+    rcni_ipam::enable_neighbour_notify(netns, ctr, link)?;
     rcni_ipam::configure_interface(netns, ctr, link, &result, Dad::Wait)?;
     Ok(result)
 }

@@ -125,7 +125,7 @@ fn add_link<'a>(
     // The reference reports the config's DNS, not IPAM's.
     result.dns = conf.dns.clone();
     if ipam.is_some() {
-        rcni_ipam::enable_neighbour_notify(netns, &link.name)?;
+        rcni_ipam::enable_neighbour_notify(netns, ctr, &link)?;
         rcni_ipam::configure_interface(netns, ctr, &link, &result, Dad::Wait)?;
     } else {
         ctr.set_up(index)

@@ -180,7 +180,6 @@ fn configure(
     link: &Link,
     ipam: Option<&Allocation<'_>>,
 ) -> Result<Success> {
-    let ifname = link.name.as_str();
     let Some(ipam) = ipam else {
         let mut result = rcni_ipam::container_result(req, netns, link, Success::default());
         result.dns = conf.dns.clone();
@@ -188,11 +187,8 @@ fn configure(
     };
     let mut result = rcni_ipam::container_result(req, netns, link, ipam.result()?);
     result.dns = conf.dns.clone();
-    netns
-        .run(|| {
-            let _ = rcni_netns::sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
-        })
-        .or_internal(|| format!("entering netns {}", netns.path().display()))?;
+    // Best effort, as in the reference.
+    let _ = ctr.set_ipv4_conf(link.index, rcni_netlink::Ipv4Conf::ArpNotify, 1);
     // A tap has no carrier until something opens it: duplicate address detection could
     // not run, so IPv6 addresses are made usable at once.
     rcni_ipam::configure_interface(netns, ctr, link, &result, Dad::Off)?;
