@@ -176,17 +176,7 @@ impl Host {
     /// index entries (`.rcni-index/<network>#<file>#<owner>`) whose file is gone.
     #[must_use]
     pub fn reservations(&self, network: &str) -> Vec<String> {
-        let names_in = |dir: &std::path::Path| -> Vec<String> {
-            std::fs::read_dir(dir).map_or_else(
-                |_| Vec::new(),
-                |entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                },
-            )
-        };
+        let names_in = rcni_testkit::dir_names;
         let mut names: Vec<String> = names_in(&self.data_dir.join(network))
             .into_iter()
             .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip"))

@@ -17,18 +17,6 @@ fn run(script_name: &str, destdir: &Path, args: &[&str]) -> std::process::Output
         .expect("running the script")
 }
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 #[test]
 fn both_layouts_install_answer_version_and_uninstall_cleanly() {
     // Uses the release binaries scripts/test.sh built; never builds here.
@@ -38,7 +26,7 @@ fn both_layouts_install_answer_version_and_uninstall_cleanly() {
     let bin = destdir.join("opt/cni/bin");
     std::fs::create_dir_all(&bin).expect("dir");
     std::fs::write(bin.join("flannel"), "another vendor's plugin").expect("foreign file");
-    let before = listing(&bin);
+    let before = rcni_testkit::dir_names(&bin);
 
     for layout in [&["--no-build"][..], &["--no-build", "--multicall"][..]] {
         let out = run("install.sh", &destdir, layout);
@@ -97,7 +85,7 @@ fn both_layouts_install_answer_version_and_uninstall_cleanly() {
     std::fs::remove_file(bin.join("bridge")).expect("rm");
 
     assert_eq!(
-        listing(&bin),
+        rcni_testkit::dir_names(&bin),
         before,
         "uninstall leaves the directory as it was"
     );

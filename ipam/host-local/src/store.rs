@@ -651,15 +651,7 @@ mod tests {
     }
 
     fn index_entries(data_dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(data_dir.join(index::INDEX_DIR))
-            .map(|d| {
-                d.filter_map(std::result::Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        rcni_testkit::dir_names(&data_dir.join(index::INDEX_DIR))
     }
 
     #[test]

@@ -62,6 +62,20 @@ pub fn unshare_thread_netns() {
     lo::set_lo_up().expect("bringing lo up in the new netns");
 }
 
+/// The names in `dir`, sorted; none when it cannot be read.
+#[must_use]
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// `n` random bytes from the kernel, as lowercase hex.
 #[must_use]
 pub fn random_hex(n: usize) -> String {
