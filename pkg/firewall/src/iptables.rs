@@ -126,11 +126,16 @@ impl RestoreScript {
     }
 }
 
-/// Applies `script` atomically with one `iptables-restore --noflush --wait N` process.
+/// Applies `script` atomically: over nf_tables netlink when it only creates chains and
+/// appends rules iptables-nft would write (see [`crate::nf::xt`]), otherwise, or when the
+/// kernel refuses that, with one `iptables-restore --noflush --wait N` process.
 ///
 /// `Ok(Err(_))` means the tool ran and rejected the transaction (nothing was changed); callers
 /// that tried an optimistic transaction fall back on it. `Err` means it could not run at all.
 pub(crate) fn restore(family: Family, script: &RestoreScript) -> Result<Result<()>> {
+    if crate::nf::xt::apply(family, script.table, &script.lines) {
+        return Ok(Ok(()));
+    }
     let tool = family.restore_tool();
     let done = exec::run(
         tool,
@@ -260,7 +265,7 @@ pub(crate) fn quote(value: &str) -> String {
 /// Splits saved rule arguments into words the way `iptables-restore` does: whitespace
 /// separates, double quotes group, a backslash inside quotes takes the next character.
 /// `None` on an unterminated quote.
-fn split_words(args: &str) -> Option<Vec<String>> {
+pub(crate) fn split_words(args: &str) -> Option<Vec<String>> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;

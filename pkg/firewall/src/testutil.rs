@@ -47,6 +47,30 @@ pub(crate) fn run_tool(tool: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// Runs a tool that must succeed with `stdin` as its input; its stdout.
+pub(crate) fn run_with_stdin(tool: &str, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {tool}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
 /// Whether a tool run succeeds (for checks expected to fail, such as a blocked ping).
 pub(crate) fn succeeds(tool: &str, args: &[&str]) -> bool {
     Command::new(tool)

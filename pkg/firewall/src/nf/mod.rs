@@ -5,3 +5,4 @@
 pub mod linger;
 pub mod rules;
 pub mod socket;
+pub mod xt;

@@ -24,6 +24,11 @@ const NFT_DELRULE: u16 = NFNL_SUBSYS_NFTABLES << 8 | 8;
 const NFT_DELCHAIN: u16 = NFNL_SUBSYS_NFTABLES << 8 | 5;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
+/// `NFNL_BATCH_GENID`: the generation a batch was decided at.
+const NFNL_BATCH_GENID: u16 = 1;
+const NFT_GETGEN: u16 = NFNL_SUBSYS_NFTABLES << 8 | 16;
+const NFT_NEWGEN: u16 = NFNL_SUBSYS_NFTABLES << 8 | 15;
+const NFTA_GEN_ID: u16 = 1;
 /// `enum nft_rule_attributes`.
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
@@ -74,7 +79,7 @@ pub(crate) fn off_on_this_thread() {
     OFF.with(|o| o.set(true));
 }
 
-fn off() -> bool {
+pub(crate) fn off() -> bool {
     #[cfg(test)]
     {
         OFF.with(std::cell::Cell::get)
@@ -166,7 +171,7 @@ fn rules_where(
 
 /// Every rule of `table`'s `chain`: its handle and its attributes; a missing table or
 /// chain has none.
-fn dump_rules(
+pub(crate) fn dump_rules(
     socket: &mut NfSocket,
     family: TableFamily,
     table: &str,
@@ -237,30 +242,13 @@ fn delete_batch_and_chains(
     rules: &[(&str, u64)],
     chains: &[&str],
 ) -> io::Result<()> {
-    let mut batch = message(
-        NFNL_MSG_BATCH_BEGIN,
-        0,
-        socket.next_seq(),
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    );
-    let mut seqs = Vec::with_capacity(rules.len());
+    let mut messages = Vec::with_capacity(rules.len() + 2 * chains.len());
     for (chain, handle) in rules {
         let mut body = Vec::new();
         attr_str(&mut body, NFTA_RULE_TABLE, table);
         attr_str(&mut body, NFTA_RULE_CHAIN, chain);
         attr(&mut body, NFTA_RULE_HANDLE, &handle.to_be_bytes());
-        let seq = socket.next_seq();
-        seqs.push(seq);
-        batch.extend(message(
-            NFT_DELRULE,
-            NLM_F_ACK,
-            seq,
-            family.nfproto(),
-            0,
-            &body,
-        ));
+        messages.push((NFT_DELRULE, 0, body));
     }
     for chain in chains {
         // A DELRULE naming only the chain deletes all its rules.
@@ -270,11 +258,57 @@ fn delete_batch_and_chains(
         let mut delete = Vec::new();
         attr_str(&mut delete, NFTA_CHAIN_TABLE, table);
         attr_str(&mut delete, NFTA_CHAIN_NAME, chain);
-        for (kind, body) in [(NFT_DELRULE, flush), (NFT_DELCHAIN, delete)] {
-            let seq = socket.next_seq();
-            seqs.push(seq);
-            batch.extend(message(kind, NLM_F_ACK, seq, family.nfproto(), 0, &body));
-        }
+        messages.push((NFT_DELRULE, 0, flush));
+        messages.push((NFT_DELCHAIN, 0, delete));
+    }
+    transact(socket, family, messages)?;
+    crate::nf::linger::note_deletion();
+    Ok(())
+}
+
+/// Sends `messages` (kind, flags, body; each also asks for an acknowledgement) as one
+/// nf_tables transaction and waits for every answer: all of it happens or none, and the
+/// first refusal is the error.
+pub(crate) fn transact(
+    socket: &mut NfSocket,
+    family: TableFamily,
+    messages: Vec<(u16, u16, Vec<u8>)>,
+) -> io::Result<()> {
+    transact_at(socket, family, messages, None)
+}
+
+/// [`transact`], refused as a whole (`ERESTART`) unless the ruleset is still at
+/// generation `genid` (what was read before it was decided on).
+pub(crate) fn transact_at(
+    socket: &mut NfSocket,
+    family: TableFamily,
+    messages: Vec<(u16, u16, Vec<u8>)>,
+    genid: Option<u32>,
+) -> io::Result<()> {
+    let mut begin = Vec::new();
+    if let Some(genid) = genid {
+        attr(&mut begin, NFNL_BATCH_GENID, &genid.to_be_bytes());
+    }
+    let mut batch = message(
+        NFNL_MSG_BATCH_BEGIN,
+        0,
+        socket.next_seq(),
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &begin,
+    );
+    let mut seqs = Vec::with_capacity(messages.len());
+    for (kind, flags, body) in messages {
+        let seq = socket.next_seq();
+        seqs.push(seq);
+        batch.extend(message(
+            kind,
+            flags | NLM_F_ACK,
+            seq,
+            family.nfproto(),
+            0,
+            &body,
+        ));
     }
     batch.extend(message(
         NFNL_MSG_BATCH_END,
@@ -300,11 +334,33 @@ fn delete_batch_and_chains(
             }
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => {
-            crate::nf::linger::note_deletion();
-            Ok(())
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The ruleset's current generation (`NFT_MSG_GETGEN`).
+pub(crate) fn generation(socket: &mut NfSocket) -> io::Result<u32> {
+    let seq = socket.send(NFT_GETGEN, NLM_F_ACK, 0, &[])?;
+    let mut genid = None;
+    loop {
+        for (header, payload) in socket.recv()? {
+            if header.seq != seq {
+                continue;
+            }
+            match header.kind {
+                NFT_NEWGEN => {
+                    genid = find(
+                        payload.get(NFGEN_HDR_LEN..).unwrap_or_default(),
+                        NFTA_GEN_ID,
+                    )
+                    .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                    .map(u32::from_be_bytes);
+                }
+                NLMSG_ERROR => {
+                    check_ack(&payload)?;
+                    return genid.ok_or_else(|| io::Error::other("no generation in the answer"));
+                }
+                _ => {}
+            }
         }
     }
 }

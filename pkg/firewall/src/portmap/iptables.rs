@@ -205,7 +205,11 @@ enum Applied {
     Refused(String),
 }
 
+/// As [`iptables::restore`]: over netlink where [`crate::nf::xt`] can, else the tool.
 fn restore(family: Family, script: &Script) -> Result<Applied> {
+    if crate::nf::xt::apply(family, NAT_TABLE, &script.lines) {
+        return Ok(Applied::Done);
+    }
     let tool = match family {
         Family::V4 => names::IPTABLES_RESTORE,
         Family::V6 => names::IP6TABLES_RESTORE,
