@@ -172,28 +172,24 @@ impl Host {
         links_in(&self.ns)
     }
 
-    /// IPAM reservation files of `network` under this host's data dir, and host-local's
-    /// index entries (`.rcni-index/<network>#<file>#<owner>`) whose file is gone.
+    /// IPAM reservation files of `network` under this host's data dir.
     #[must_use]
     pub fn reservations(&self, network: &str) -> Vec<String> {
-        let names_in = rcni_testkit::dir_names;
-        let mut names: Vec<String> = names_in(&self.data_dir.join(network))
+        rcni_testkit::dir_names(&self.data_dir.join(network))
             .into_iter()
             .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip"))
-            .collect();
-        // An index entry whose reservation is gone is a leak too.
-        let orphans: Vec<String> = names_in(&self.data_dir.join(".rcni-index"))
+            .collect()
+    }
+
+    /// host-local's owner index entries of `network` (`.rcni-index/<network>#...`). An
+    /// entry outlives a reservation the Go plugin released until the next rcni verb on
+    /// that network, so only a network rcni alone served must have none left.
+    #[must_use]
+    pub fn index_entries(&self, network: &str) -> Vec<String> {
+        rcni_testkit::dir_names(&self.data_dir.join(".rcni-index"))
             .into_iter()
-            .filter(|n| {
-                let mut parts = n.splitn(3, '#');
-                parts.next() == Some(network)
-                    && !parts.next().is_some_and(|f| names.iter().any(|r| r == f))
-            })
-            .map(|n| format!(".rcni-index/{n}"))
-            .collect();
-        names.extend(orphans);
-        names.sort();
-        names
+            .filter(|n| n.starts_with(&format!("{network}#")))
+            .collect()
     }
 }
 

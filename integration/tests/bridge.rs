@@ -124,6 +124,11 @@ fn two_pods_get_addresses_reach_each_other_and_del_leaves_nothing() {
         host.reservations(&net)
     );
     assert!(
+        host.index_entries(&net).is_empty(),
+        "host-local's index follows its reservations: {:?}",
+        host.index_entries(&net)
+    );
+    assert!(
         !host.nat_rules().iter().any(|r| r.contains("10.120.1.")),
         "{:?}",
         host.nat_rules()
