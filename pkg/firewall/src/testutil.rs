@@ -47,22 +47,28 @@ pub(crate) fn run_tool(tool: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-/// Runs a tool that must succeed with `stdin` as its input; its stdout.
-pub(crate) fn run_with_stdin(tool: &str, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(tool)
-        .args(args)
+/// Runs `cmd` with `stdin` written to its input; its output.
+pub(crate) fn feed(mut cmd: Command, stdin: &str) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("running {tool}: {e}"));
+        .unwrap_or_else(|e| panic!("running {:?}: {e}", cmd.get_program()));
     child
         .stdin
         .take()
         .expect("piped stdin")
         .write_all(stdin.as_bytes())
         .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
+    child.wait_with_output().expect("wait")
+}
+
+/// Runs a tool that must succeed with `stdin` as its input; its stdout.
+pub(crate) fn run_with_stdin(tool: &str, args: &[&str], stdin: &str) -> String {
+    let mut cmd = Command::new(tool);
+    cmd.args(args);
+    let out = feed(cmd, stdin);
     assert!(
         out.status.success(),
         "{tool} {args:?}: {}",
@@ -154,27 +160,14 @@ pub(crate) fn go_bridge(command: &str, conf: &str, ns: &ContainerNs, cid: &str) 
         "/usr/sbin:/usr/bin:/sbin:/bin:{}",
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut child = Command::new(GO_BRIDGE)
-        .env("CNI_COMMAND", command)
+    let mut cmd = Command::new(GO_BRIDGE);
+    cmd.env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", cid)
         .env("CNI_NETNS", ns.path())
         .env("CNI_IFNAME", "eth0")
         .env("CNI_PATH", "/usr/lib/cni")
-        .env("PATH", path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the Go bridge plugin");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(conf.as_bytes())
-        .expect("write config");
-    let out = child
-        .wait_with_output()
-        .expect("wait for the Go bridge plugin");
+        .env("PATH", path);
+    let out = feed(cmd, conf);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

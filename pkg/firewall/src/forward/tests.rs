@@ -2,10 +2,9 @@
 //! thread inside a private network namespace (its own netfilter tables), so the host's rules
 //! are never touched. Without root they print SKIP, or fail when `RCNI_REQUIRE_ROOT=1`.
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::*;
 use crate::error::ErrorKind;
@@ -177,25 +176,14 @@ fn go_firewall(command: &str, prev_ips: &[&str]) {
         {{"name":"eth0","sandbox":"/x"}}],"ips":[{}],"dns":{{}}}}}}"#,
         ips.join(",")
     );
-    let mut child = Command::new(GO_FIREWALL)
-        .env("CNI_COMMAND", command)
+    let mut cmd = Command::new(GO_FIREWALL);
+    cmd.env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", "abc")
         .env("CNI_NETNS", "/proc/self/ns/net")
         .env("CNI_IFNAME", "eth0")
         .env("CNI_PATH", "/usr/lib/cni")
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the Go firewall plugin");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(conf.as_bytes())
-        .expect("write config");
-    let out = child.wait_with_output().expect("wait for the Go plugin");
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    let out = crate::testutil::feed(cmd, &conf);
     assert!(
         out.status.success(),
         "Go firewall {command}: {} {}",

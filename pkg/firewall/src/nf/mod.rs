@@ -2,6 +2,7 @@
 //! the message plumbing ([`socket`]), rule lookups and deletions by handle ([`rules`]),
 //! and releasing the sockets after a grace period ([`linger`]).
 
+pub mod abi;
 pub mod linger;
 pub mod rules;
 pub mod socket;

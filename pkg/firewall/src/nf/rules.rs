@@ -11,56 +11,12 @@
 use std::io;
 use std::net::IpAddr;
 
+use crate::nf::abi::*;
 use crate::nf::socket::{
     NFGEN_HDR_LEN, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NfSocket, attr,
     attr_str, attrs, check_ack, find, message,
 };
 
-/// `NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_*`, and the batch delimiters.
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_NEWRULE: u16 = NFNL_SUBSYS_NFTABLES << 8 | 6;
-const NFT_GETRULE: u16 = NFNL_SUBSYS_NFTABLES << 8 | 7;
-const NFT_DELRULE: u16 = NFNL_SUBSYS_NFTABLES << 8 | 8;
-const NFT_DELCHAIN: u16 = NFNL_SUBSYS_NFTABLES << 8 | 5;
-const NFNL_MSG_BATCH_BEGIN: u16 = 16;
-const NFNL_MSG_BATCH_END: u16 = 17;
-/// `NFNL_BATCH_GENID`: the generation a batch was decided at.
-const NFNL_BATCH_GENID: u16 = 1;
-const NFT_GETGEN: u16 = NFNL_SUBSYS_NFTABLES << 8 | 16;
-const NFT_NEWGEN: u16 = NFNL_SUBSYS_NFTABLES << 8 | 15;
-const NFTA_GEN_ID: u16 = 1;
-/// `enum nft_rule_attributes`.
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_HANDLE: u16 = 3;
-const NFTA_RULE_USERDATA: u16 = 7;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-/// `enum nft_chain_attributes`.
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-/// Expression lists: `NFTA_LIST_ELEM` holding `NFTA_EXPR_NAME` and `NFTA_EXPR_DATA`.
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-/// An `immediate` expression's data: a verdict with its code and target chain.
-const NFTA_IMMEDIATE_DATA: u16 = 2;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
-/// `payload` and `cmp` expressions.
-const NFTA_PAYLOAD_BASE: u16 = 2;
-const NFTA_PAYLOAD_OFFSET: u16 = 3;
-const NFTA_PAYLOAD_LEN: u16 = 4;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFTA_CMP_OP: u16 = 2;
-const NFTA_CMP_DATA: u16 = 3;
-const NFT_CMP_EQ: u32 = 0;
-const NFTA_DATA_VALUE: u16 = 1;
-/// `NF_ACCEPT`.
-const NF_ACCEPT: i32 = 1;
-/// `NFT_JUMP` (-3) and `NFT_GOTO` (-4), big-endian on the wire.
-const NFT_JUMP: i32 = -3;
-const NFT_GOTO: i32 = -4;
 /// libnftnl's user data TLV holding the rule comment.
 const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 /// How often a dump interrupted by concurrent changes, or a batch that raced with another

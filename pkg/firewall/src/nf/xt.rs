@@ -24,40 +24,10 @@ use std::sync::OnceLock;
 use ipnetwork::IpNetwork;
 
 use crate::iptables::{Family, split_words};
+use crate::nf::abi::*;
 use crate::nf::rules::{TableFamily, dump_rules, generation, transact_at};
 use crate::nf::socket::{NfSocket, attr, attr_str, attrs, find};
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_NEWCHAIN: u16 = NFNL_SUBSYS_NFTABLES << 8 | 3;
-const NFT_NEWRULE: u16 = NFNL_SUBSYS_NFTABLES << 8 | 6;
-const NLM_F_APPEND: u16 = 0x800;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_EXCL: u16 = 0x200;
-
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_RULE_COMPAT: u16 = 5;
-const NFTA_RULE_COMPAT_PROTO: u16 = 1;
-const NFTA_RULE_COMPAT_FLAGS: u16 = 2;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
-/// Register 1 (`NFT_REG_1`) for loads and compares, 0 for the verdict.
-const REG_1: u32 = 1;
-const REG_VERDICT: u32 = 0;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
-const NFT_META_MARK: u32 = 3;
-const NFT_META_L4PROTO: u32 = 16;
-const NF_ACCEPT: i32 = 1;
-const NFT_JUMP: i32 = -3;
 /// `NF_NAT_RANGE_MAP_IPS`, `NF_NAT_RANGE_PROTO_SPECIFIED`.
 const NAT_MAP_IPS: u32 = 1;
 const NAT_PROTO_SPECIFIED: u32 = 2;
