@@ -42,6 +42,14 @@ impl Family {
         }
     }
 
+    /// The nf_tables family iptables-nft keeps this family's tables in.
+    pub(crate) fn table_family(self) -> crate::nf::rules::TableFamily {
+        match self {
+            Family::V4 => crate::nf::rules::TableFamily::Ip,
+            Family::V6 => crate::nf::rules::TableFamily::Ip6,
+        }
+    }
+
     pub(crate) fn multicast(self) -> &'static str {
         match self {
             Family::V4 => names::IPV4_MULTICAST,

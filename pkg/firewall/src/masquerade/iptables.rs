@@ -242,14 +242,10 @@ fn removal_script(saved: &SavedTable, chains: &[&str]) -> RestoreScript {
 /// iptables-nft holds them (see [`crate::nf::rules::delete_iptables_chain`]); false
 /// leaves what is left to `iptables-restore`.
 fn del_over_netlink(family: Family, chains: &[&ContainerChain]) -> bool {
-    use crate::nf::rules::{Removed, TableFamily, delete_iptables_chain};
-    let table_family = match family {
-        Family::V4 => TableFamily::Ip,
-        Family::V6 => TableFamily::Ip6,
-    };
+    use crate::nf::rules::{Removed, delete_iptables_chain};
     chains.iter().all(|c| {
         matches!(
-            delete_iptables_chain(table_family, NAT_TABLE, POSTROUTING, &c.chain),
+            delete_iptables_chain(family.table_family(), NAT_TABLE, POSTROUTING, &c.chain),
             Ok(Removed::Done)
         )
     })

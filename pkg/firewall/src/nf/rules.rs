@@ -28,8 +28,8 @@ thread_local! {
     static OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Makes this thread's lookups find nothing, so tests reach the `iptables-restore` and
-/// `nft` paths that iptables-legacy hosts take.
+/// Makes this thread's lookups find nothing and its rule writes not attempted, so tests
+/// reach the `iptables-restore` and `nft` paths that iptables-legacy hosts take.
 #[cfg(test)]
 pub(crate) fn off_on_this_thread() {
     OFF.with(|o| o.set(true));

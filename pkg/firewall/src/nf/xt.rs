@@ -3,10 +3,9 @@
 //!
 //! Only what our ADDs write is understood: `-N chain`, `-A chain ...`, `-I chain 1 ...` and
 //! `-C chain ...` (checked against a dump of the chain, and the changes then committed only
-//! at the generation that dump saw), with the address, protocol, port, comment, multiport,
-//! mark, addrtype and conntrack
-//! matches and the ACCEPT, jump, MASQUERADE, SNAT, DNAT and MARK targets, in the forms
-//! our rule builders print. Each rule is encoded expression for expression as
+//! at the generation that dump saw), with the address, protocol, port, comment,
+//! multiport, mark, addrtype and conntrack matches and the ACCEPT, jump, MASQUERADE, SNAT,
+//! DNAT and MARK targets, in the forms our rule builders print. Each rule is encoded expression for expression as
 //! iptables-nft 1.8 encodes it (native payload/meta/cmp/bitwise where it uses them, xt
 //! `match`/`target` with the same revision and info blob where it does not, a counter
 //! before the verdict), so `iptables-save` prints it back as the same line and the
@@ -25,12 +24,15 @@ use ipnetwork::IpNetwork;
 
 use crate::iptables::{Family, split_words};
 use crate::nf::abi::*;
-use crate::nf::rules::{TableFamily, dump_rules, generation, transact_at};
+use crate::nf::rules::{dump_rules, generation, transact_at};
 use crate::nf::socket::{NfSocket, attr, attr_str, attrs, find};
 
-/// `NF_NAT_RANGE_MAP_IPS`, `NF_NAT_RANGE_PROTO_SPECIFIED`.
+/// `NF_NAT_RANGE_MAP_IPS`, `NF_NAT_RANGE_PROTO_SPECIFIED`; the sizes of `struct
+/// nf_nat_range` and (8-aligned) `struct nf_nat_range2`.
 const NAT_MAP_IPS: u32 = 1;
 const NAT_PROTO_SPECIFIED: u32 = 2;
+const NAT_RANGE_LEN: usize = 40;
+const NAT_RANGE2_LEN: usize = 48;
 /// `XT_MULTIPORT_DESTINATION`; `XT_MULTI_PORTS`.
 const MULTIPORT_DESTINATION: u8 = 1;
 const MULTIPORT_MAX: usize = 15;
@@ -58,9 +60,9 @@ pub(crate) fn is_nft(family: Family) -> bool {
     })
 }
 
-/// Applies the `-N`/`-A`/`-I 1` lines of `table` over netlink in one nf_tables
-/// transaction. `false`: not attempted (see the module docs) or refused by the kernel, so
-/// nothing changed and the caller runs `iptables-restore`.
+/// Applies the `-N`/`-A`/`-I 1`/`-C` lines of `table` over netlink in one nf_tables
+/// transaction. `false`: not attempted (see the module docs), a checked rule missing, or
+/// refused by the kernel, so nothing changed and the caller runs `iptables-restore`.
 pub(crate) fn apply(family: Family, table: &str, lines: &[String]) -> bool {
     if crate::nf::rules::off() || !is_nft(family) {
         return false;
@@ -86,7 +88,7 @@ fn commit(socket: &mut NfSocket, family: Family, table: &str, tx: Transaction) -
         let mut dumped: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
         for (chain, wanted) in &tx.checks {
             if !dumped.iter().any(|(c, _)| c == chain) {
-                let rules = dump_rules(socket, table_family(family), table, chain)?
+                let rules = dump_rules(socket, family.table_family(), table, chain)?
                     .into_iter()
                     .map(|(_, rule)| {
                         find(&rule, NFTA_RULE_EXPRESSIONS).map_or_else(Vec::new, zero_counters)
@@ -104,7 +106,7 @@ fn commit(socket: &mut NfSocket, family: Family, table: &str, tx: Transaction) -
     if tx.messages.is_empty() {
         return Ok(true);
     }
-    transact_at(socket, table_family(family), tx.messages, genid)?;
+    transact_at(socket, family.table_family(), tx.messages, genid)?;
     Ok(true)
 }
 
@@ -120,13 +122,6 @@ fn zero_counters(list: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn table_family(family: Family) -> TableFamily {
-    match family {
-        Family::V4 => TableFamily::Ip,
-        Family::V6 => TableFamily::Ip6,
-    }
 }
 
 /// What a script asks: rules that must be there (`-C`: chain, expressions), and the
@@ -392,74 +387,37 @@ fn target<'a>(
     match name {
         "ACCEPT" => verdict(&mut out, NF_ACCEPT, None),
         "MASQUERADE" => {
-            // v4: struct nf_nat_ipv4_multi_range_compat with one empty range; v6: an
-            // empty struct nf_nat_range.
-            let info = match family {
-                Family::V4 => {
-                    let mut info = vec![0u8; 24];
-                    info[..4].copy_from_slice(&1u32.to_ne_bytes());
-                    info
-                }
-                Family::V6 => vec![0u8; 40],
+            let (rev, info) = match family {
+                Family::V4 => (0, nat_v4_compat(None)),
+                Family::V6 => (0, nat_range(None, None, NAT_RANGE_LEN)),
             };
-            xt(&mut out, "target", "MASQUERADE", 0, &info);
+            xt(&mut out, "target", "MASQUERADE", rev, &info);
         }
         "SNAT" => {
             if words.next()? != "--to-source" {
                 return None;
             }
-            let ip: IpAddr = words.next()?.parse().ok()?;
-            match (family, ip) {
-                // struct nf_nat_ipv4_multi_range_compat: rangesize 1, flags, min, max.
-                (Family::V4, IpAddr::V4(ip)) => {
-                    let mut info = vec![0u8; 24];
-                    info[..4].copy_from_slice(&1u32.to_ne_bytes());
-                    info[4..8].copy_from_slice(&NAT_MAP_IPS.to_ne_bytes());
-                    info[8..12].copy_from_slice(&ip.octets());
-                    info[12..16].copy_from_slice(&ip.octets());
-                    xt(&mut out, "target", "SNAT", 0, &info);
-                }
-                // struct nf_nat_range: flags, min_addr, max_addr, min/max proto.
-                (Family::V6, IpAddr::V6(ip)) => {
-                    let mut info = vec![0u8; 40];
-                    info[..4].copy_from_slice(&NAT_MAP_IPS.to_ne_bytes());
-                    info[4..20].copy_from_slice(&ip.octets());
-                    info[20..36].copy_from_slice(&ip.octets());
-                    xt(&mut out, "target", "SNAT", 1, &info);
-                }
+            let (rev, info) = match (family, words.next()?.parse().ok()?) {
+                (Family::V4, IpAddr::V4(ip)) => (0, nat_v4_compat(Some(ip))),
+                (Family::V6, ip @ IpAddr::V6(_)) => (1, nat_range(Some(ip), None, NAT_RANGE_LEN)),
                 _ => return None,
-            }
+            };
+            xt(&mut out, "target", "SNAT", rev, &info);
         }
         "DNAT" => {
             if words.next()? != "--to-destination" {
                 return None;
             }
-            let to = words.next()?;
-            let (host, port) = to.rsplit_once(':')?;
+            let (host, port) = words.next()?.rsplit_once(':')?;
             let host = host
                 .strip_prefix('[')
                 .and_then(|h| h.strip_suffix(']'))
                 .unwrap_or(host);
             let ip: IpAddr = host.parse().ok()?;
-            let port: u16 = port.parse().ok()?;
             if Family::of(ip) != family {
                 return None;
             }
-            let addr = match ip {
-                IpAddr::V4(ip) => {
-                    let mut a = [0u8; 16];
-                    a[..4].copy_from_slice(&ip.octets());
-                    a
-                }
-                IpAddr::V6(ip) => ip.octets(),
-            };
-            // struct nf_nat_range2: flags, min_addr, max_addr, min/max/base proto.
-            let mut info = vec![0u8; 48];
-            info[..4].copy_from_slice(&(NAT_MAP_IPS | NAT_PROTO_SPECIFIED).to_ne_bytes());
-            info[4..20].copy_from_slice(&addr);
-            info[20..36].copy_from_slice(&addr);
-            info[36..38].copy_from_slice(&port.to_be_bytes());
-            info[38..40].copy_from_slice(&port.to_be_bytes());
+            let info = nat_range(Some(ip), Some(port.parse().ok()?), NAT_RANGE2_LEN);
             xt(&mut out, "target", "DNAT", 2, &info);
         }
         "MARK" => {
@@ -481,6 +439,48 @@ fn target<'a>(
         return None;
     }
     Some(out)
+}
+
+/// `struct nf_nat_ipv4_multi_range_compat` with one range (v4 MASQUERADE and SNAT): the
+/// address, when given, as its minimum and maximum.
+fn nat_v4_compat(ip: Option<std::net::Ipv4Addr>) -> Vec<u8> {
+    let mut info = vec![0u8; 24];
+    info[..4].copy_from_slice(&1u32.to_ne_bytes());
+    if let Some(ip) = ip {
+        info[4..8].copy_from_slice(&NAT_MAP_IPS.to_ne_bytes());
+        info[8..12].copy_from_slice(&ip.octets());
+        info[12..16].copy_from_slice(&ip.octets());
+    }
+    info
+}
+
+/// `struct nf_nat_range` (`len` [`NAT_RANGE_LEN`]) or `nf_nat_range2` (one more port,
+/// padded: [`NAT_RANGE2_LEN`]): flags, the address as minimum and maximum, the port as
+/// minimum and maximum (network order).
+fn nat_range(ip: Option<IpAddr>, port: Option<u16>, len: usize) -> Vec<u8> {
+    let mut info = vec![0u8; len];
+    let mut flags = 0;
+    if let Some(ip) = ip {
+        flags |= NAT_MAP_IPS;
+        // `union nf_inet_addr`: an IPv4 address in its first four bytes.
+        let addr = match ip {
+            IpAddr::V4(v4) => {
+                let mut a = [0u8; 16];
+                a[..4].copy_from_slice(&v4.octets());
+                a
+            }
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        info[4..20].copy_from_slice(&addr);
+        info[20..36].copy_from_slice(&addr);
+    }
+    if let Some(port) = port {
+        flags |= NAT_PROTO_SPECIFIED;
+        info[36..38].copy_from_slice(&port.to_be_bytes());
+        info[38..40].copy_from_slice(&port.to_be_bytes());
+    }
+    info[..4].copy_from_slice(&flags.to_ne_bytes());
+    info
 }
 
 /// `0x2000/0x2000`.
@@ -663,7 +663,7 @@ mod tests {
         let mut out = Vec::new();
         for chain in chains {
             for (_, rule) in
-                dump_rules(&mut socket, table_family(family), table, chain).expect("dump")
+                dump_rules(&mut socket, family.table_family(), table, chain).expect("dump")
             {
                 let kept = attrs(&rule)
                     .into_iter()
